@@ -1,0 +1,29 @@
+"""Installs vdm_vae: `pip install -e .` (extras: dev, tfds, fid, cuda)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="vdm_vae",
+    version="0.1.0",
+    description="Representation learning with a VAE whose decoder is a Variational Diffusion Model.",
+    packages=find_packages(include=["vdm_vae", "vdm_vae.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.4.30",
+        "flax>=0.8",
+        "optax>=0.2",
+        "orbax-checkpoint>=0.5",
+        "ml_collections>=0.1.1",
+        "clu>=0.0.10",
+        "absl-py",
+        "numpy",
+        "matplotlib",
+        "scikit-learn",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "ruff>=0.4"],
+        "tfds": ["tensorflow-cpu", "tensorflow-datasets", "tensorboard"],
+        "fid": ["torch==2.13.0"],
+        "cuda": ["jax[cuda12]"],
+    },
+)

@@ -1,0 +1,85 @@
+"""Encoder q(w|x) = N(mu(x), sigma(x)^2): diffusers' VAE `Encoder` with one block, in Flax.
+
+With a single entry in `block_out_channels` the diffusers encoder never downsamples, so
+conv_out gives a one-channel H x W map that a Dense layer turns into mean and log-variance
+(as the study did). Parameter counts: OE++ 716,481, OE 515,521, SE 261,793, TE 216,529.
+"""
+
+from typing import Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vdm_vae.model_config import EncoderConfig
+from vdm_vae.unet import timestep_embedding
+
+LOGVAR_RANGE = (-30.0, 20.0)  # as diffusers' DiagonalGaussianDistribution
+
+
+class EncoderResnet(nn.Module):
+    """diffusers ResnetBlock2D without time embedding: norm1-silu-conv1-norm2-silu-conv2."""
+
+    out_ch: int
+    groups: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = nn.silu(nn.GroupNorm(self.groups, epsilon=1e-6, name="norm1")(x))
+        h = nn.Conv(self.out_ch, (3, 3), name="conv1")(h)
+        h = nn.silu(nn.GroupNorm(self.groups, epsilon=1e-6, name="norm2")(h))
+        h = nn.Conv(self.out_ch, (3, 3), name="conv2")(h)
+        if x.shape[-1] != self.out_ch:
+            x = nn.Conv(self.out_ch, (1, 1), name="conv_shortcut")(x)
+        return x + h
+
+
+class EncoderAttention(nn.Module):
+    """diffusers Attention with one head over H*W positions, residual."""
+
+    groups: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, hh, ww, c = x.shape
+        h = nn.GroupNorm(self.groups, epsilon=1e-6, name="group_norm")(x).reshape(b, hh * ww, c)
+        q, k, v = (nn.Dense(c, name=n)(h) for n in ("to_q", "to_k", "to_v"))
+        weights = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", q, k) / jnp.sqrt(c), axis=-1)
+        h = nn.Dense(c, name="to_out_0")(jnp.einsum("bqk,bkc->bqc", weights, v))
+        return x + h.reshape(b, hh, ww, c)
+
+
+class Encoder(nn.Module):
+    """Maps images to the mean and log-variance of q(w|x).
+
+    For kind "conv_time" the encoder also sees the diffusion time t (Abstreiter et al. 2022):
+    its flattened features are concatenated with an MLP embedding of t before the last Dense.
+    """
+
+    config: EncoderConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, t: Optional[jax.Array] = None
+                 ) -> Tuple[jax.Array, jax.Array]:
+        """Args: x [B,H,W,C] in [-1, 1]; t [B] (for "conv_time"). Returns: mean, logvar [B,w_dim]."""
+        c = self.config
+        ch, groups = c.block_out_channels, c.norm_num_groups
+        h = nn.Conv(ch, (3, 3), name="conv_in")(x)
+        for i in range(c.layers_per_block):
+            h = EncoderResnet(ch, groups, name=f"down_blocks_0_resnets_{i}")(h)
+        h = EncoderResnet(ch, groups, name="mid_block_resnets_0")(h)
+        h = EncoderAttention(groups, name="mid_block_attentions_0")(h)
+        h = EncoderResnet(ch, groups, name="mid_block_resnets_1")(h)
+        h = nn.silu(nn.GroupNorm(groups, epsilon=1e-6, name="conv_norm_out")(h))
+        h = nn.Conv(1, (3, 3), name="conv_out")(h)
+        h = h.reshape(h.shape[0], -1)
+        if c.kind == "conv_time":
+            if t is None:
+                raise ValueError("encoder.kind='conv_time' needs the diffusion time t, got None.")
+            temb = timestep_embedding(jnp.broadcast_to(jnp.reshape(t, (-1,)), (x.shape[0],)), ch)
+            temb = nn.silu(nn.Dense(4 * ch, name="time_dense0")(temb))
+            temb = nn.silu(nn.Dense(4 * ch, name="time_dense1")(temb))
+            h = jnp.concatenate([h, temb], axis=-1)
+        out = nn.Dense(2 * c.w_dim, name="dense")(h)
+        mean, logvar = jnp.split(out, 2, axis=-1)
+        return mean, jnp.clip(logvar, *LOGVAR_RANGE)

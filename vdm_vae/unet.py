@@ -1,0 +1,140 @@
+"""Score U-Net eps_hat(z_t, cond; gamma_t) with google-research/vdm's parameter names."""
+
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vdm_vae.model_config import ModelConfig
+
+
+def timestep_embedding(t: jax.Array, dim: int) -> jax.Array:
+    """Sinusoidal embedding of t in [0, 1] (scaled by 1000), as tensor2tensor.
+
+    Args:
+      t: [B] times.
+      dim: embedding size.
+    Returns:
+      [B, dim] embedding, zero-padded when dim is odd.
+    """
+    t = t.astype(jnp.float32) * 1000.0
+    half = dim // 2
+    freqs = jnp.exp(-np.log(10000.0) / (half - 1) * jnp.arange(half, dtype=jnp.float32))
+    emb = t[:, None] * freqs[None, :]
+    emb = jnp.concatenate([jnp.sin(emb), jnp.cos(emb)], axis=1)
+    if dim % 2:
+        emb = jnp.pad(emb, ((0, 0), (0, 1)))
+    return emb
+
+
+def base2_fourier_features(z: jax.Array, start: int = 6, stop: int = 8) -> jax.Array:
+    """sin/cos of 2^k * 2 pi * z for k in [start, stop): [B,H,W,C] -> [B,H,W,2C(stop-start)]."""
+    freqs = 2.0 ** jnp.arange(start, stop, dtype=z.dtype) * 2 * jnp.pi
+    n = stop - start
+    w = jnp.tile(freqs[None, :], (1, z.shape[-1]))
+    h = jnp.repeat(z, n, axis=-1) * w
+    return jnp.concatenate([jnp.sin(h), jnp.cos(h)], axis=-1)
+
+
+def _conv(features: int, name: str, dtype, zero: bool = False) -> nn.Conv:
+    init = nn.initializers.zeros if zero else nn.linear.default_kernel_init
+    return nn.Conv(features, (3, 3), kernel_init=init, dtype=dtype, name=name)
+
+
+class ResnetBlock(nn.Module):
+    """GroupNorm-swish-conv, + cond_proj(cond), GroupNorm-swish-dropout-conv, + shortcut."""
+
+    config: ModelConfig
+    out_ch: Optional[int] = None
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, cond: jax.Array, deterministic: bool) -> jax.Array:
+        """Args: x [B,H,W,C], cond [B,D]. Returns: [B,H,W,out_ch]."""
+        groups = self.config.sm_norm_groups
+        out_ch = x.shape[-1] if self.out_ch is None else self.out_ch
+        h = nn.swish(nn.GroupNorm(groups, dtype=self.dtype, name="GroupNorm_0")(x))
+        h = _conv(out_ch, "conv1", self.dtype)(h)
+        h = h + nn.Dense(out_ch, use_bias=False, kernel_init=nn.initializers.zeros,
+                         dtype=self.dtype, name="cond_proj")(cond)[:, None, None, :]
+        h = nn.swish(nn.GroupNorm(groups, dtype=self.dtype, name="GroupNorm_1")(h))
+        h = nn.Dropout(rate=self.config.sm_pdrop, name="Dropout_0")(h, deterministic=deterministic)
+        h = _conv(out_ch, "conv2", self.dtype, zero=True)(h)
+        if x.shape[-1] != out_ch:
+            x = nn.Dense(out_ch, dtype=self.dtype, name="nin_shortcut")(x)
+        return x + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over all H*W positions, residual."""
+
+    norm_groups: int = 32
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Args: x [B,H,W,C]. Returns: [B,H,W,C]."""
+        b, hh, ww, c = x.shape
+        h = nn.GroupNorm(self.norm_groups, dtype=self.dtype, name="GroupNorm_0")(x)
+        q, k, v = (nn.Dense(c, dtype=self.dtype, name=n)(h).reshape(b, hh * ww, c)
+                   for n in ("q", "k", "v"))
+        logits = jnp.einsum("bqc,bkc->bqk", q.astype(jnp.float32), k.astype(jnp.float32))
+        weights = jax.nn.softmax(logits / np.sqrt(c), axis=-1).astype(v.dtype)
+        h = jnp.einsum("bqk,bkc->bqc", weights, v).reshape(b, hh, ww, c)
+        h = nn.Dense(c, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="proj_out")(h)
+        return x + h
+
+
+class ScoreUNet(nn.Module):
+    """The VDM U-Net without resolution changes; returns eps_hat = net(z) + z."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, z: jax.Array, g_t: jax.Array, cond: jax.Array,
+                 deterministic: bool = True) -> jax.Array:
+        """Predicts the noise in z.
+
+        Args:
+          z: [B,H,W,C] noisy latent z_t.
+          g_t: [B] (or scalar) gamma(t).
+          cond: [B,D] conditioning: w, or zeros [B,1] for an unconditional model.
+          deterministic: disables dropout.
+        Returns:
+          eps_hat [B,H,W,C], float32.
+        """
+        c = self.config
+        dtype = jnp.dtype(c.compute_dtype)
+        n_embd = c.sm_n_embd
+        t = (g_t - c.gamma_min) / (c.gamma_max - c.gamma_min)
+        t = jnp.broadcast_to(jnp.reshape(t, (-1,)), (z.shape[0],))
+        temb = jnp.concatenate([timestep_embedding(t, n_embd), cond.astype(jnp.float32)], axis=1)
+        temb = nn.swish(nn.Dense(4 * n_embd, dtype=dtype, name="dense0")(temb))
+        temb = nn.swish(nn.Dense(4 * n_embd, dtype=dtype, name="dense1")(temb))
+
+        h = z
+        if c.with_fourier_features:
+            h = jnp.concatenate([z, base2_fourier_features(z)], axis=-1)
+        h = _conv(n_embd, "conv_in", dtype)(h)
+        hs = [h]
+        for i in range(c.sm_n_layer):
+            h = ResnetBlock(c, n_embd, dtype, name=f"down.block_{i}")(hs[-1], temb, deterministic)
+            if c.with_attention:
+                h = AttnBlock(c.sm_norm_groups, dtype, name=f"down.attn_{i}")(h)
+            hs.append(h)
+
+        h = ResnetBlock(c, None, dtype, name="mid.block_1")(hs[-1], temb, deterministic)
+        h = AttnBlock(c.sm_norm_groups, dtype, name="mid.attn_1")(h)
+        h = ResnetBlock(c, None, dtype, name="mid.block_2")(h, temb, deterministic)
+
+        for i in range(c.sm_n_layer + 1):
+            h = jnp.concatenate([h, hs.pop()], axis=-1)
+            h = ResnetBlock(c, n_embd, dtype, name=f"up.block_{i}")(h, temb, deterministic)
+            if c.with_attention:
+                h = AttnBlock(c.sm_norm_groups, dtype, name=f"up.attn_{i}")(h)
+
+        h = nn.swish(nn.GroupNorm(c.sm_norm_groups, dtype=dtype, name="GroupNorm_0")(h))
+        eps = _conv(z.shape[-1], "conv_out", dtype, zero=True)(h)
+        return eps.astype(jnp.float32) + z
