@@ -1,5 +1,6 @@
 """The VAE whose decoder is a conditional VDM: per-example loss terms and reverse steps."""
 
+import functools
 from typing import Optional, Tuple
 
 import flax
@@ -71,7 +72,8 @@ class VDMVAE(nn.Module):
         return self.score_model(z, g_t, cond, deterministic)
 
     def __call__(self, images: jax.Array, deterministic: bool = True,
-                 t: Optional[jax.Array] = None, w: Optional[jax.Array] = None) -> VAEOutput:
+                 t: Optional[jax.Array] = None, w: Optional[jax.Array] = None,
+                 example_ids: Optional[jax.Array] = None) -> VAEOutput:
         """Loss terms for uint8 images [B,H,W,C].
 
         Args:
@@ -80,6 +82,9 @@ class VDMVAE(nn.Module):
           t: optional [B] times (default: sampled, antithetic if configured).
           w: optional [B,w_dim] code to condition on instead of a draw from q(w|x)
             (the KL is still that of q(w|x)); used to measure how much the decoder uses w.
+          example_ids: optional [B] global indices of the examples; the noise of example i is
+            then drawn from a key folded with i, so a batch split over devices sees the same
+            noise as on one device.
         """
         c = self.config
         g_0, g_1 = self.gamma_scalar(0.0), self.gamma_scalar(1.0)
@@ -87,7 +92,7 @@ class VDMVAE(nn.Module):
         f = diffusion.pixels_to_unit(images, c.vocab_size)
         batch = images.shape[0]
 
-        eps_0 = jax.random.normal(self.make_rng("sample"), f.shape)
+        eps_0 = _normal(self.make_rng("sample"), f.shape, example_ids)
         loss_recon = diffusion.reconstruction_loss(
             images, f + jnp.exp(0.5 * g_0) * eps_0, g_0, c.vocab_size)
         loss_klz = diffusion.prior_loss(f, var_1)
@@ -103,14 +108,14 @@ class VDMVAE(nn.Module):
             mean, logvar = self.encoder(f, t if c.encoder.kind == "conv_time" else None)
             kl_w_per_dim = diffusion.gaussian_kl(mean, logvar)
             if w is None:
-                eps_w = jax.random.normal(self.make_rng("sample"), mean.shape)
+                eps_w = _normal(self.make_rng("sample"), mean.shape, example_ids)
                 w = mean + jnp.exp(0.5 * logvar) * eps_w
                 if c.loss.mmd_weight > 0:
                     mmd_w = diffusion.mmd_to_standard_normal(self.make_rng("sample"), w)
 
         g_t = self.gamma(t)
         var_t = nn.sigmoid(g_t)[:, None, None, None]
-        eps = jax.random.normal(self.make_rng("sample"), f.shape)
+        eps = _normal(self.make_rng("sample"), f.shape, example_ids)
         z_t = jnp.sqrt(1.0 - var_t) * f + jnp.sqrt(var_t) * eps
         eps_hat = self.score(z_t, g_t, w, deterministic)
         mse = jnp.sum(jnp.square(eps - eps_hat), axis=(1, 2, 3))
@@ -165,9 +170,20 @@ class VDMVAE(nn.Module):
         return jnp.argmax(logits, axis=-1)
 
 
+def _normal(rng: jax.Array, shape, example_ids: Optional[jax.Array]) -> jax.Array:
+    """N(0, I) of `shape`; per-example keys fold_in(rng, id) when example_ids [B] is given."""
+    if example_ids is None:
+        return jax.random.normal(rng, shape)
+    return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(rng, i), shape[1:]))(example_ids)
+
+
 def init_params(config: ModelConfig, rng: jax.Array, batch: int = 2) -> dict:
     """Initial variables {'params': ...} for `config`."""
-    model = VDMVAE(config)
     images = jnp.zeros((batch,) + tuple(config.image_shape), jnp.uint8)
     rng_params, rng_sample = jax.random.split(rng)
-    return model.init({"params": rng_params, "sample": rng_sample}, images)
+    return _jitted_init(config)({"params": rng_params, "sample": rng_sample}, images)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_init(config: ModelConfig):
+    return jax.jit(VDMVAE(config).init)

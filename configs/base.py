@@ -1,0 +1,110 @@
+"""Base config: every field of a run (data / model / training / optimizer / eval).
+
+Architecture files call `make(vdm=..., encoder=..., arg=...)` and override only what differs.
+Any config accepts `:smoke` (e.g. `--config=configs/svdm_oe.py:smoke`), which shrinks widths,
+batch, data and steps so it runs end to end in seconds on a CPU.
+"""
+
+import ml_collections
+
+# name -> (sm_n_layer, sm_n_embd): the study's VDM sizes and google-research/vdm's CIFAR-10 net.
+VDM_SIZES = {"svdm": (16, 64), "tvdm": (8, 32), "mvdm": (4, 16), "vdm": (32, 128)}
+
+# name -> (block_out_channels, layers_per_block, norm_num_groups, w_dim, beta).
+# "ue" is the study's unregularised encoder: OE trained without the KL of w (beta = 0).
+ENCODERS = {
+    "oepp": (64, 2, 32, 256, 1.0),
+    "oe": (64, 2, 32, 128, 1.0),
+    "se": (32, 1, 16, 128, 1.0),
+    "te": (16, 1, 8, 128, 1.0),
+    "ue": (64, 2, 32, 128, 0.0),
+}
+
+
+def d(**kwargs) -> ml_collections.ConfigDict:
+    """Shorthand for a ConfigDict."""
+    return ml_collections.ConfigDict(kwargs)
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """All fields, with the study's MNIST defaults (beta = 1, a true ELBO)."""
+    config = ml_collections.ConfigDict()
+    config.name = "base"
+    config.data = d(source="mnist", name="", path="", synthetic_shape=(28, 28, 1),
+                    synthetic_train=256, synthetic_test=64)
+    config.model = d(
+        vocab_size=256, sample_softmax=False, antithetic_time_sampling=True,
+        with_fourier_features=False, with_attention=False,
+        gamma_type="fixed", gamma_min=-13.3, gamma_max=5.0,
+        sm_n_timesteps=0, sm_n_embd=64, sm_n_layer=16, sm_pdrop=0.1, sm_norm_groups=8,
+        clip_samples=True, compute_dtype="float32",
+        encoder=d(kind="none", block_out_channels=64, layers_per_block=2, norm_num_groups=32,
+                  w_dim=128),
+        loss=d(beta=1.0, free_bits=0.0, capacity=0.0, mmd_weight=0.0),
+    )
+    config.training = d(
+        seed=1, batch_size_train=64, batch_size_eval=64, num_steps_train=100_000,
+        substeps=1, beta_warmup_steps=0,
+        steps_per_logging=100, steps_per_eval=5_000, steps_per_save=1_000,
+        checkpoints_to_keep=3, num_eval_batches=20,
+        eval_num_samples=64, eval_sample_steps=250,
+    )
+    config.optimizer = d(
+        name="adamw", learning_rate=2e-4, lr_warmup_steps=100, lr_decay=False,
+        b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.01, gradient_clip_norm=1.0, ema_rate=0.9999,
+        # Weight decay skips leaves with these names and these top-level modules: biases,
+        # GroupNorm scales and the noise schedule. google-research/vdm's own mask amounts
+        # to no_decay_leaves=("bias",), no_decay_modules=().
+        no_decay_leaves=("bias", "scale"), no_decay_modules=("gamma",),
+    )
+    config.eval = d(num_test_images=-1, mc_draws=1, num_fid_samples=10_000, sample_steps=250,
+                    fid_batch_size=250, num_probe_train=-1)
+    return config
+
+
+def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks any config to a seconds-long CPU run (same code paths, tiny sizes)."""
+    config.name += ":smoke"
+    channels = 3 if config.data.name == "cifar10" else 1
+    config.data = d(source="synthetic", name="", path="", synthetic_shape=(8, 8, channels),
+                    synthetic_train=64, synthetic_test=16)
+    config.model.sm_n_layer = min(config.model.sm_n_layer, 1)
+    config.model.sm_n_embd = 8
+    config.model.sm_norm_groups = 4
+    enc = config.model.encoder
+    enc.block_out_channels, enc.layers_per_block, enc.norm_num_groups = 8, 1, 4
+    enc.w_dim = min(enc.w_dim, 8)
+    config.training.update(batch_size_train=8, batch_size_eval=8, num_steps_train=2,
+                           steps_per_logging=1, steps_per_eval=2, steps_per_save=1,
+                           num_eval_batches=1, eval_num_samples=4, eval_sample_steps=2)
+    config.eval.update(num_test_images=16, num_fid_samples=0, sample_steps=2,
+                       num_probe_train=64)
+    return config
+
+
+def make(vdm: str, encoder: str = "none", dataset: str = "mnist", arg: str = None
+         ) -> ml_collections.ConfigDict:
+    """A config of the study's grid: VDM size x encoder (or "none") on mnist or cifar10."""
+    config = base_config()
+    config.name = vdm if encoder == "none" else f"{vdm}_{encoder}"
+    config.model.sm_n_layer, config.model.sm_n_embd = VDM_SIZES[vdm]
+    if encoder != "none":
+        ch, layers, groups, w_dim, beta = ENCODERS[encoder]
+        config.model.encoder.update(kind="conv", block_out_channels=ch, layers_per_block=layers,
+                                    norm_num_groups=groups, w_dim=w_dim)
+        config.model.loss.beta = beta
+    if dataset == "cifar10":
+        config.name += "_cifar10"
+        config.data.update(source="tfds", name="cifar10")
+    elif dataset != "mnist":
+        raise ValueError(f"dataset {dataset!r} is unknown: expected 'mnist' or 'cifar10'.")
+    return finish(config, arg)
+
+
+def finish(config: ml_collections.ConfigDict, arg: str = None) -> ml_collections.ConfigDict:
+    """Applies the config-string argument: None / "" (full run) or "smoke"."""
+    if arg == "smoke":
+        return smoke(config)
+    if arg not in (None, ""):
+        raise ValueError(f"config argument {arg!r} is unknown: expected nothing or 'smoke'.")
+    return config

@@ -1,0 +1,12 @@
+"""MVDM (4 blocks x 16 channels) on MNIST, with the tiny encoder TE (16 ch, 1 layer, w_dim 128), beta = 1.
+
+Run:   python main.py --config=configs/mvdm_te.py --workdir=runs/mvdm_te
+Smoke: python main.py --config=configs/mvdm_te.py:smoke --workdir=/tmp/mvdm_te
+Study defaults: batch 64, 100k steps, AdamW lr 2e-4; see configs/base.py.
+"""
+
+from configs import base
+
+
+def get_config(arg=None):
+    return base.make(vdm="mvdm", encoder="te", arg=arg)

@@ -1,0 +1,52 @@
+"""Trains or evaluates a vdm_vae model.
+
+  python main.py --config=configs/svdm_oe.py --workdir=runs/svdm_oe
+  python main.py --config=configs/svdm_oe.py --workdir=runs/svdm_oe --mode=eval
+  python main.py --config=configs/svdm_oe.py:smoke --workdir=/tmp/smoke
+Any config field can be overridden: --config.training.num_steps_train=1000.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (e.g. configs/svdm_oe.py).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and figures.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "What to run.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() (multi-host; settings come from "
+    "the environment or the flags below).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import jax
+
+    if _DISTRIBUTED.value:
+        jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                                   num_processes=_NUM_PROCESSES.value,
+                                   process_id=_PROCESS_ID.value)
+    logging.info("JAX devices: %s", jax.devices())
+    try:
+        if _MODE.value == "train":
+            from vdm_vae.train import train_and_evaluate
+
+            train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        else:
+            from vdm_vae.evaluate import evaluate
+
+            evaluate(_CONFIG.value, _WORKDIR.value)
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)
