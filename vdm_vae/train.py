@@ -5,6 +5,7 @@ import signal
 import time
 from typing import Optional
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -46,7 +47,8 @@ def _check_same_model(workdir: str, model_config: ModelConfig):
         _, saved = load_run_config(workdir)
     except FileNotFoundError:
         return
-    old, new = model_config_to_dict(saved), model_config_to_dict(model_config)
+    old = flax.traverse_util.flatten_dict(model_config_to_dict(saved), sep=".")
+    new = flax.traverse_util.flatten_dict(model_config_to_dict(model_config), sep=".")
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             raise ValueError(f"config.model.{key}={new.get(key)!r} does not match the run in "

@@ -1,0 +1,267 @@
+"""`--mode=eval`: the honest bound, collapse diagnostics, probes, samples/FID and figures.
+
+Writes workdir/eval/metrics.json, samples.npz and PNG figures.
+"""
+
+import functools
+import json
+import os
+from typing import Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vdm_vae import data as data_lib
+from vdm_vae import losses, plots
+from vdm_vae.checkpoints import Checkpointer, load
+from vdm_vae.images import image_grid, save_png
+from vdm_vae.metrics import collapse, probes
+from vdm_vae.model import VDMVAE, init_params
+from vdm_vae.model_config import ModelConfig
+from vdm_vae.progress import Progress
+from vdm_vae.sampling import decode_z0, encode, reverse_steps, sample
+
+W_USAGE_BINS = 20
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _bound_terms(params, images, rng, t, w, *, config: ModelConfig) -> Dict[str, jax.Array]:
+    """Per-example bpd terms [B] for one draw of (t, eps, w)."""
+    out = VDMVAE(config).apply(params, images, t=t, w=w, rngs={"sample": rng})
+    return losses.bpd_terms(out, config.image_shape)
+
+
+def _batches(images: np.ndarray, batch_size: int):
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size]
+
+
+def bound_metrics(params, images: np.ndarray, config: ModelConfig, batch_size: int,
+                  draws: int, rng: jax.Array) -> Dict[str, float]:
+    """Test bpd and its terms, averaged over `draws` draws per image, with a standard error."""
+    per_image = {}
+    progress = Progress(draws * len(images), "test bound", "img")
+    for k in range(draws):
+        for i, batch in enumerate(_batches(images, batch_size)):
+            terms = _bound_terms(params, batch, jax.random.fold_in(rng, k * 100_003 + i), None,
+                                 None, config=config)
+            for name, value in terms.items():
+                per_image.setdefault(name, []).append(np.asarray(value) / draws)
+            progress.update(len(batch))
+    result = {}
+    for name, chunks in per_image.items():
+        values = np.sum(np.stack(np.split(np.concatenate(chunks), draws)), axis=0)
+        result[name] = float(np.mean(values))
+        if name == "bpd":
+            result["bpd_stderr"] = float(np.std(values, ddof=1) / np.sqrt(len(values)))
+    result.update(num_test_images=len(images), mc_draws=draws)
+    return result
+
+
+def posterior(params, images: np.ndarray, config: ModelConfig, batch_size: int, desc: str):
+    """(mean, logvar) of q(w|x), each [N, w_dim]."""
+    means, logvars = [], []
+    progress = Progress(len(images), desc, "img")
+    for batch in _batches(images, batch_size):
+        mean, std = encode(params, batch, config=config)
+        means.append(np.asarray(mean))
+        logvars.append(2.0 * np.log(np.asarray(std)))
+        progress.update(len(batch))
+    return np.concatenate(means), np.concatenate(logvars)
+
+
+def collapse_metrics(mean: np.ndarray, logvar: np.ndarray, seed: int) -> Dict[str, object]:
+    """KL of w, active units, mutual information, KL per dimension."""
+    kl = collapse.kl_per_dim(mean, logvar)
+    count, variances = collapse.active_units(mean)
+    return {"kl_w_nats": float(kl.sum(axis=1).mean()), "active_units": int(count),
+            "mutual_info_nats": float(collapse.mutual_information(mean, logvar, seed)),
+            "mutual_info_max_nats": float(np.log(len(mean))),
+            "kl_per_dim_nats": kl.mean(axis=0).tolist(),
+            "posterior_mean_variance": variances.tolist()}
+
+
+def probe_metrics(features: Dict[str, tuple], train_y, test_y) -> Dict[str, float]:
+    """Linear and k-NN probe accuracy for each feature set name -> (train_x, test_x)."""
+    result = {}
+    for name, (train_x, test_x) in features.items():
+        result[f"probe_linear_acc_{name}"] = probes.linear_probe_accuracy(train_x, train_y,
+                                                                          test_x, test_y)
+        result[f"probe_knn_acc_{name}"] = probes.knn_accuracy(train_x, train_y, test_x, test_y)
+    return result
+
+
+def w_usage_profile(params, images: np.ndarray, mean: np.ndarray, logvar: np.ndarray,
+                    config: ModelConfig, rng: jax.Array) -> Dict[str, list]:
+    """Diffusion loss per time bin with w from q(w|x), from N(0, I), and shuffled across x.
+
+    The same (eps, t) is used for the three choices, so the differences are paired.
+    """
+    n = len(images)
+    rng_q, rng_p, rng_perm, rng_eps = jax.random.split(rng, 4)
+    w_post = mean + np.exp(0.5 * logvar) * np.asarray(jax.random.normal(rng_q, mean.shape))
+    choices = {"posterior": w_post,
+               "prior": np.asarray(jax.random.normal(rng_p, mean.shape)),
+               "shuffled": w_post[np.asarray(jax.random.permutation(rng_perm, n))]}
+    t_bins = (np.arange(W_USAGE_BINS) + 0.5) / W_USAGE_BINS
+    curves = {name: [] for name in choices}
+    for i, t in enumerate(t_bins):
+        for name, w in choices.items():
+            terms = _bound_terms(params, images, jax.random.fold_in(rng_eps, i),
+                                 jnp.full((n,), t, jnp.float32), jnp.asarray(w), config=config)
+            curves[name].append(float(np.mean(terms["bpd_diff"])))
+    return {"t": t_bins.tolist(), **curves}
+
+
+def generate(params, config: ModelConfig, num: int, batch_size: int, steps: int,
+             rng: jax.Array) -> np.ndarray:
+    """`num` samples (w from the prior), uint8 [num,H,W,C]."""
+    out = []
+    progress = Progress(num, f"sampling (T={steps})", "img", interval=10.0)
+    for i, start in enumerate(range(0, num, batch_size)):
+        b = min(batch_size, num - start)
+        key_w, key_s = jax.random.split(jax.random.fold_in(rng, i))
+        w = jax.random.normal(key_w, (b, config.w_dim)) if config.conditional else None
+        out.append(np.asarray(sample(params, w, config=config, rng=key_s, num_steps=steps,
+                                     num_samples=b)))
+        progress.update(b)
+    return np.concatenate(out)
+
+
+def reverse_trajectory(params, guide: np.ndarray, config: ModelConfig, steps: int, columns: int,
+                       rng: jax.Array) -> np.ndarray:
+    """z_1, evenly spaced z_t of one reverse run per guide image (w = its mean), then x.
+
+    Returns [R, columns + 1, H, W, C] in [-1, 1].
+    """
+    w, _ = encode(params, guide, config=config) if config.conditional else (None, None)
+    rng_z, rng_s, rng_x = jax.random.split(rng, 3)
+    z = jax.random.normal(rng_z, guide.shape, jnp.float32)
+    frames = [np.asarray(z)]
+    bounds = np.linspace(0, steps, columns, dtype=int)
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        z = reverse_steps(params, z, w, rng_s, config=config, num_steps=steps,
+                          start=int(start), stop=int(stop))
+        frames.append(np.asarray(z))
+    x = decode_z0(params, z, rng_x, config=config)
+    frames.append(np.asarray(x, np.float32) / (config.vocab_size - 1) * 2.0 - 1.0)
+    return np.stack(frames, axis=1)
+
+
+def _limit(images: np.ndarray, labels: Optional[np.ndarray], n: int):
+    if n is None or n < 0 or n >= len(images):
+        return images, labels
+    return images[:n], None if labels is None else labels[:n]
+
+
+def _write_json(path: str, payload: dict):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def representation_metrics(params, dataset, test_images, test_labels, model_config, e, out_dir,
+                           batch_size: int, seed: int) -> dict:
+    """Collapse diagnostics, probes (trained / random encoder / pixels) and their figures."""
+    mean, logvar = posterior(params, test_images, model_config, batch_size, "encode test")
+    result = collapse_metrics(mean, logvar, seed)
+    plots.plot_kl_per_dim(np.asarray(result["kl_per_dim_nats"]),
+                          os.path.join(out_dir, "kl_per_dim.png"), model_config.loss.free_bits)
+    random_params = init_params(model_config, jax.random.PRNGKey(seed + 1))
+    random_mean, _ = posterior(random_params, test_images, model_config, batch_size,
+                               "encode test (random encoder)")
+    codes = {"trained encoder": mean, "random encoder": random_mean}
+    for method in ("tsne", "pca"):
+        plots.plot_embeddings(codes, test_labels, os.path.join(out_dir, f"{method}.png"), method)
+    if dataset.train_labels is not None and test_labels is not None:
+        train_images, train_labels = _limit(dataset.train_images, dataset.train_labels,
+                                            e.num_probe_train)
+        train_mean, _ = posterior(params, train_images, model_config, batch_size, "encode train")
+        train_random, _ = posterior(random_params, train_images, model_config, batch_size,
+                                    "encode train (random encoder)")
+        pixels = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0  # noqa: E731
+        result.update(probe_metrics({"trained": (train_mean, mean),
+                                     "random": (train_random, random_mean),
+                                     "pixels": (pixels(train_images), pixels(test_images))},
+                                    train_labels, test_labels))
+        result["probe_linear_acc"] = result["probe_linear_acc_trained"]
+        result["probe_knn_acc"] = result["probe_knn_acc_trained"]
+    usage_images = test_images[:min(256, len(test_images))]
+    profile = w_usage_profile(params, usage_images, mean[:len(usage_images)],
+                              logvar[:len(usage_images)], model_config,
+                              jax.random.PRNGKey(seed + 2))
+    plots.plot_w_usage(profile["t"], {k: v for k, v in profile.items() if k != "t"},
+                       os.path.join(out_dir, "w_usage.png"))
+    result["w_usage_profile"] = profile
+    return result
+
+
+def sample_metrics(params, test_images, model_config, e, out_dir, seed: int) -> dict:
+    """Sample grids, guided generations, the reconstruction figure, samples.npz and FID."""
+    rng = jax.random.PRNGKey(seed + 3)
+    grid = generate(params, model_config, 64, 64, e.sample_steps, rng)
+    save_png(os.path.join(out_dir, "samples.png"), image_grid(grid, 8))
+    guide = test_images[:8]
+    if model_config.conditional and model_config.encoder.kind == "conv":
+        mean, _ = encode(params, guide, config=model_config)
+        out = sample(params, jnp.repeat(mean, 7, axis=0), config=model_config,
+                     rng=jax.random.fold_in(rng, 1), num_steps=e.sample_steps)
+        tiles = np.concatenate([guide[:, None], np.asarray(out).reshape((8, 7) + guide.shape[1:])],
+                               axis=1)
+        save_png(os.path.join(out_dir, "guided.png"),
+                 image_grid(tiles.reshape((-1,) + guide.shape[1:]), 8))
+    trajectory = reverse_trajectory(params, guide, model_config, e.sample_steps, 8,
+                                    jax.random.fold_in(rng, 2))
+    plots.plot_reconstructions(guide, trajectory, os.path.join(out_dir, "reconstruction.png"))
+    result = {"num_fid_samples": int(e.num_fid_samples), "sample_steps": int(e.sample_steps)}
+    if e.num_fid_samples > 0:
+        samples = generate(params, model_config, e.num_fid_samples, e.fid_batch_size,
+                           e.sample_steps, jax.random.fold_in(rng, 3))
+        np.savez_compressed(os.path.join(out_dir, "samples.npz"), images=samples)
+        result["fid"] = _fid_or_none(samples, test_images, out_dir)
+    return result
+
+
+def _fid_or_none(samples: np.ndarray, reference: np.ndarray, out_dir: str) -> Optional[float]:
+    """FID if torch and the Inception weights are installed (the `fid` extra), else None."""
+    try:
+        from vdm_vae.metrics import fid
+        return float(fid.fid_from_arrays(samples, reference, cache_dir=out_dir))
+    except ImportError as error:
+        print(f"FID skipped ({error}); score samples.npz later with "
+              "`python -m vdm_vae.metrics.fid samples.npz REFERENCE`.", flush=True)
+        return None
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Evaluates the latest checkpoint's EMA parameters; returns and writes metrics.json."""
+    e = config.eval
+    if e.mc_draws < 1:
+        raise ValueError(f"config.eval.mc_draws={e.mc_draws} is invalid: expected an int >= 1.")
+    dataset = data_lib.load_dataset(config.data)
+    params, model_config = load(workdir)
+    params = {"params": params}
+    ckpt = Checkpointer(workdir)
+    step = ckpt.latest_step()
+    ckpt.close()
+    out_dir = os.path.join(workdir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    seed = int(config.training.seed)
+    batch_size = int(config.training.batch_size_eval)
+    test_images, test_labels = _limit(dataset.test_images, dataset.test_labels,
+                                      e.num_test_images)
+    metrics = {"step": step, "config": config.name, "workdir": workdir,
+               "conditional": model_config.conditional}
+    metrics.update(bound_metrics(params, test_images, model_config, batch_size, e.mc_draws,
+                                 jax.random.PRNGKey(seed)))
+    if model_config.conditional and model_config.encoder.kind == "conv":
+        metrics.update(representation_metrics(params, dataset, test_images, test_labels,
+                                              model_config, e, out_dir, batch_size, seed))
+    metrics.update(sample_metrics(params, test_images, model_config, e, out_dir, seed))
+    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))},
+                     indent=1), flush=True)
+    return metrics
