@@ -22,7 +22,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=7", "ruff>=0.4"],
-        "tfds": ["tensorflow-cpu", "tensorflow-datasets", "tensorboard"],
+        "tfds": ["tensorflow-cpu", "tensorflow-datasets", "tensorboard", "importlib_resources"],
         "fid": ["torch==2.13.0"],
         "cuda": ["jax[cuda12]"],
     },

@@ -1,8 +1,9 @@
 """vdm_vae: a VAE whose decoder is a conditional Variational Diffusion Model."""
 
+from vdm_vae.checkpoints import load
 from vdm_vae.model import VAEOutput, VDMVAE, init_params as init
 from vdm_vae.model_config import EncoderConfig, LossConfig, ModelConfig
 from vdm_vae.sampling import encode, sample
 
 __all__ = ["EncoderConfig", "LossConfig", "ModelConfig", "VAEOutput", "VDMVAE", "encode", "init",
-           "sample"]
+           "load", "sample"]
