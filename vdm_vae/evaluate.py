@@ -116,18 +116,43 @@ def w_usage_profile(params, images: np.ndarray, mean: np.ndarray, logvar: np.nda
 
 
 def generate(params, config: ModelConfig, num: int, batch_size: int, steps: int,
-             rng: jax.Array) -> np.ndarray:
-    """`num` samples (w from the prior), uint8 [num,H,W,C]."""
+             rng: jax.Array, w_prior=None) -> np.ndarray:
+    """`num` samples with w from N(0, I) or from a learned prior, uint8 [num,H,W,C]."""
     out = []
     progress = Progress(num, f"sampling (T={steps})", "img", interval=10.0)
     for i, start in enumerate(range(0, num, batch_size)):
         b = min(batch_size, num - start)
-        key_w, key_s = jax.random.split(jax.random.fold_in(rng, i))
-        w = jax.random.normal(key_w, (b, config.w_dim)) if config.conditional else None
-        out.append(np.asarray(sample(params, w, config=config, rng=key_s, num_steps=steps,
-                                     num_samples=b)))
+        out.append(np.asarray(sample(params, None, config=config, rng=jax.random.fold_in(rng, i),
+                                     num_steps=steps, num_samples=b, w_prior=w_prior)))
         progress.update(b)
     return np.concatenate(out)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, num: int) -> np.ndarray:
+    """Spherical interpolation between codes a, b [D]: [num, D] (linear if nearly parallel)."""
+    ts = np.linspace(0.0, 1.0, num)[:, None]
+    cos = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12)
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if omega < 1e-4:
+        return (1 - ts) * a + ts * b
+    return (np.sin((1 - ts) * omega) * a + np.sin(ts * omega) * b) / np.sin(omega)
+
+
+def interpolations(params, pairs: np.ndarray, config: ModelConfig, steps: int, num: int,
+                   rng: jax.Array) -> np.ndarray:
+    """Decodes the slerp path between the posterior means of each pair of images.
+
+    Every point uses the same noise (same key, batch of one), so only w changes along a row.
+    Args: pairs uint8 [P,2,H,W,C]. Returns uint8 [P, num + 2, H, W, C] (ends are the inputs).
+    """
+    rows = []
+    for a, b in pairs:
+        mean, _ = encode(params, np.stack([a, b]), config=config)
+        path = slerp(np.asarray(mean[0]), np.asarray(mean[1]), num)
+        decoded = [np.asarray(sample(params, w[None], config=config, rng=rng,
+                                     num_steps=steps))[0] for w in path]
+        rows.append(np.stack([a] + decoded + [b]))
+    return np.stack(rows)
 
 
 def reverse_trajectory(params, guide: np.ndarray, config: ModelConfig, steps: int, columns: int,
@@ -189,6 +214,11 @@ def representation_metrics(params, dataset, test_images, test_labels, model_conf
                                     train_labels, test_labels))
         result["probe_linear_acc"] = result["probe_linear_acc_trained"]
         result["probe_knn_acc"] = result["probe_knn_acc_trained"]
+    pairs = test_images[:8].reshape((4, 2) + test_images.shape[1:])
+    paths = interpolations(params, pairs, model_config, e.sample_steps, 8,
+                           jax.random.PRNGKey(seed + 4))
+    save_png(os.path.join(out_dir, "interpolation.png"),
+             image_grid(paths.reshape((-1,) + paths.shape[2:]), paths.shape[1]))
     usage_images = test_images[:min(256, len(test_images))]
     profile = w_usage_profile(params, usage_images, mean[:len(usage_images)],
                               logvar[:len(usage_images)], model_config,

@@ -75,18 +75,21 @@ def decode_z0(params, z_0: jax.Array, rng: jax.Array, *, config: ModelConfig) ->
 
 def sample(params, w: Optional[jax.Array] = None, *, config: ModelConfig, rng: jax.Array,
            num_steps: int = 250, num_samples: Optional[int] = None,
-           images: Optional[jax.Array] = None) -> jax.Array:
+           images: Optional[jax.Array] = None, w_prior=None) -> jax.Array:
     """Ancestral samples of p(x|w), uint8 [B,H,W,C].
 
     Args:
       params: model parameters (EMA params from `load`, or variables from `init`).
-      w: [B, w_dim] codes: from N(0, I) for fully generative samples, from `encode` for
-        guided generation. None for an unconditional model (then give num_samples).
+      w: [B, w_dim] codes, e.g. from `encode` for guided generation. None: drawn from N(0, I)
+        (or from w_prior) for fully generative samples; always None for an unconditional
+        model. With w None, give num_samples.
       config: the model's ModelConfig.
       rng: PRNG key; the same key gives the same images.
       num_steps: T reverse steps.
       num_samples: batch size when w is None.
       images: guide images for a time-conditioned encoder (w is then recomputed at each t).
+      w_prior: (params, PriorConfig) of a learned prior (`vdm_vae.load_prior`); with w None
+        and num_samples set, w is drawn from it instead of N(0, I).
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps}.")
@@ -100,12 +103,26 @@ def sample(params, w: Optional[jax.Array] = None, *, config: ModelConfig, rng: j
         batch = num_samples
     else:
         raise ValueError("sample needs w [B, w_dim], num_samples (unconditional) or images.")
-    w = None if images is not None else check_w(w, config, batch)
     rng_z, rng_steps, rng_x = jax.random.split(rng, 3)
+    if w is None and images is None and config.conditional:
+        w = _draw_w(config, batch, jax.random.fold_in(rng, 7), w_prior)
+    w = None if images is not None else check_w(w, config, batch)
     z = jax.random.normal(rng_z, (batch,) + tuple(config.image_shape))
     z = reverse_steps(variables, z, w, rng_steps, config=config, num_steps=num_steps,
                       start=0, stop=num_steps, images=images)
     return decode_z0(variables, z, rng_x, config=config)
+
+
+def _draw_w(config: ModelConfig, num: int, rng: jax.Array, w_prior) -> jax.Array:
+    """w [num, w_dim] from N(0, I), or from a learned prior (params, PriorConfig)."""
+    if w_prior is None:
+        return jax.random.normal(rng, (num, config.w_dim))
+    from vdm_vae.w_prior import sample_w
+
+    prior_params, prior_config = w_prior
+    if prior_config.w_dim != config.w_dim:
+        raise ValueError(f"w_prior has w_dim {prior_config.w_dim}, the model {config.w_dim}.")
+    return sample_w(prior_params, rng, config=prior_config, num=num)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))

@@ -1,0 +1,140 @@
+"""Collects every runs/<root>/*/eval/metrics.json into experiments/results/<name>.md + plots.
+
+  python experiments/collect.py --root=runs/cpu --name=mnist_mvdm_cpu \
+      --command="python experiments/run_grid.py --grid=mvdm --steps=2000 --root=runs/cpu"
+
+Every number comes from the metrics files; the study's numbers are quoted beside ours.
+"""
+
+import argparse
+import glob
+import json
+import os
+import platform
+import subprocess
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+# The study's MNIST table (BPD, FID from its last batch of 128 samples, encoder KL).
+STUDY = {
+    "svdm_oepp": (0.94309, 60, 0), "svdm_oe": (0.88821, 61, 0), "svdm_se": (0.94194, 61, 0),
+    "svdm_te": (0.94323, 60, 0), "svdm_ue": (0.80847, 154, None), "svdm": (0.93576, 60, None),
+    "tvdm_oepp": (1.05371, 64, 0), "tvdm_oe": (1.02508, 69, 0), "tvdm_se": (1.05534, 67, 0),
+    "tvdm_te": (1.03958, 73, 0), "tvdm_ue": (0.98145, 193, None), "tvdm": (1.03694, 63, None),
+    "mvdm_oepp": (1.13523, 101, 0), "mvdm_oe": (1.15056, 118, 0), "mvdm_se": (1.15433, 120, 0),
+    "mvdm_te": (1.16660, 131, 0), "mvdm_ue": (1.13258, 187, None), "mvdm": (1.10882, 90, None),
+}
+COLUMNS = ("bpd", "bpd_stderr", "fid", "kl_w_nats", "active_units", "mutual_info_nats",
+           "probe_linear_acc", "probe_linear_acc_random", "probe_linear_acc_pixels")
+ENCODER_ORDER = ("oepp", "oe", "se", "te", "ue", "none")
+
+
+def load_runs(root: str) -> dict:
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(root, "*", "eval", "metrics.json"))):
+        with open(path) as f:
+            runs[os.path.basename(os.path.dirname(os.path.dirname(path)))] = json.load(f)
+    return runs
+
+
+def split_name(name: str):
+    parts = name.split("_")
+    return parts[0], (parts[1] if len(parts) > 1 and parts[1] in ENCODER_ORDER else "none")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = f"{names[0]} x {len(names)}" if names else cpu
+    return cpu
+
+
+def versions() -> str:
+    import flax
+    import jax
+    import optax
+
+    return f"python {platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}, " \
+           f"optax {optax.__version__}"
+
+
+def table(runs: dict) -> str:
+    head = ["config", "step"] + list(COLUMNS) + ["study bpd", "study FID", "study KL"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in runs.items():
+        study = STUDY.get(name, (None, None, None))
+        row = [name, _fmt(m.get("step"))] + [_fmt(m.get(c)) for c in COLUMNS]
+        lines.append("| " + " | ".join(row + [_fmt(s) for s in study]) + " |")
+    return "\n".join(lines)
+
+
+def plot_metric_groups(runs: dict, metrics, path: str):
+    """One panel per metric: bars grouped by VDM size, coloured by encoder."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    vdms = sorted({split_name(n)[0] for n in runs})
+    for ax, metric in zip(axes[0], metrics):
+        for j, enc in enumerate(ENCODER_ORDER):
+            xs, ys = [], []
+            for i, vdm in enumerate(vdms):
+                m = runs.get(vdm if enc == "none" else f"{vdm}_{enc}")
+                if m is not None and m.get(metric) is not None:
+                    xs.append(i + (j - 2.5) * 0.13)
+                    ys.append(m[metric])
+            ax.bar(xs, ys, width=0.13, label=enc)
+        ax.set_xticks(range(len(vdms)))
+        ax.set_xticklabels([v.upper() for v in vdms])
+        ax.set_title(metric)
+    axes[0][0].legend(title="encoder", fontsize=7)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--command", required=True, help="the command that made the runs")
+    parser.add_argument("--notes", default="", help="a file whose text is appended (the reading)")
+    args = parser.parse_args(argv)
+    runs = load_runs(args.root)
+    if not runs:
+        parser.error(f"no */eval/metrics.json under {args.root}")
+    os.makedirs(RESULTS, exist_ok=True)
+    plot_metric_groups(runs, ("bpd", "fid"), os.path.join(RESULTS, f"{args.name}_bpd_fid.png"))
+    plot_metric_groups(runs, ("kl_w_nats", "probe_linear_acc"),
+                       os.path.join(RESULTS, f"{args.name}_kl_probe.png"))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    text = [f"# {args.name}", "", f"Runs: `{args.command}`",
+            f"Collected: `python experiments/collect.py --root={args.root} --name={args.name}`",
+            f"Machine: {machine()}; {versions()}; commit {commit}.", "",
+            table(runs), "", f"![bpd and FID]({args.name}_bpd_fid.png)",
+            f"![KL and probe]({args.name}_kl_probe.png)", ""]
+    if args.notes:
+        with open(args.notes) as f:
+            text += [f.read()]
+    with open(os.path.join(RESULTS, f"{args.name}.md"), "w") as f:
+        f.write("\n".join(text))
+    with open(os.path.join(RESULTS, f"{args.name}.json"), "w") as f:
+        json.dump(runs, f, indent=1)
+    print(os.path.join(RESULTS, f"{args.name}.md"))
+
+
+if __name__ == "__main__":
+    main()

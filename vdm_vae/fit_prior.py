@@ -1,0 +1,80 @@
+"""Fits the learned prior p_psi(w) of a trained run and reports the bound under it.
+
+  python -m vdm_vae.fit_prior --config=configs/mvdm_oe.py --workdir=runs/mvdm_oe --steps=5000
+
+Writes workdir/w_prior/ (parameters), workdir/eval/w_prior.json and
+workdir/eval/samples_learned_prior.png. Run `--mode=eval` first to have the bound's other terms.
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from vdm_vae import data as data_lib
+from vdm_vae import w_prior
+from vdm_vae.checkpoints import load
+from vdm_vae.diffusion import bits_per_dim_factor
+from vdm_vae.evaluate import generate, posterior
+from vdm_vae.images import image_grid, save_png
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "The run's workdir.")
+_STEPS = flags.DEFINE_integer("steps", 5000, "Optimiser steps for the prior.")
+_BATCH = flags.DEFINE_integer("batch", 512, "Batch of w per step.")
+_HIDDEN = flags.DEFINE_integer("hidden", 512, "Width of the prior's MLP.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def prior_report(params, prior_params, prior_config, model_config, test_images, batch, rng):
+    """KL bound to the learned prior on the test set and its bits/dim."""
+    mean, logvar = posterior(params, test_images, model_config, batch, "encode test")
+    kl = np.asarray(w_prior.kl_to_prior_bound(prior_params, mean, logvar, rng, prior_config))
+    kl_std = 0.5 * np.sum(mean ** 2 + np.exp(logvar) - 1.0 - logvar, axis=-1)
+    k = bits_per_dim_factor(model_config.image_shape)
+    return {"kl_w_learned_prior_nats": float(kl.mean()),
+            "kl_w_standard_prior_nats": float(kl_std.mean()),
+            "bpd_kl_w_learned_prior": float(kl.mean() * k),
+            "bpd_kl_w_standard_prior": float(kl_std.mean() * k)}
+
+
+def main(argv):
+    del argv
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    params, model_config = load(workdir)
+    if not model_config.conditional:
+        raise app.UsageError("the run has no encoder: there is no w to put a prior on.")
+    params = {"params": params}
+    dataset = data_lib.load_dataset(config.data)
+    batch = int(config.training.batch_size_eval)
+    mean, logvar = posterior(params, dataset.train_images, model_config, batch, "encode train")
+    prior_config = w_prior.PriorConfig(w_dim=model_config.w_dim, hidden=_HIDDEN.value)
+    rng = jax.random.PRNGKey(int(config.training.seed))
+    prior_params, history = w_prior.fit(mean, logvar, prior_config, _STEPS.value, _BATCH.value,
+                                        rng)
+    w_prior.save(os.path.join(workdir, "w_prior"), prior_params, prior_config)
+    report = prior_report(params, prior_params, prior_config, model_config,
+                          dataset.test_images[:max(config.eval.num_test_images, 0) or None],
+                          batch, jax.random.fold_in(rng, 1))
+    report.update(steps=_STEPS.value, loss_history_nats=history)
+    out_dir = os.path.join(workdir, "eval")
+    metrics_path = os.path.join(out_dir, "metrics.json")
+    if os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            m = json.load(f)
+        report["bpd_learned_prior"] = (m["bpd"] - m["bpd_kl_w"]
+                                       + report["bpd_kl_w_learned_prior"])
+    os.makedirs(out_dir, exist_ok=True)
+    samples = generate(params, model_config, 64, 64, config.eval.sample_steps,
+                       jax.random.fold_in(rng, 2), w_prior=(prior_params, prior_config))
+    save_png(os.path.join(out_dir, "samples_learned_prior.png"), image_grid(samples, 8))
+    with open(os.path.join(out_dir, "w_prior.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=1))
+
+
+if __name__ == "__main__":
+    app.run(main)
