@@ -33,8 +33,8 @@ def validate_training_config(config: ml_collections.ConfigDict):
     for name in ("num_steps_train", "batch_size_train", "batch_size_eval", "substeps",
                  "steps_per_logging", "steps_per_eval", "steps_per_save", "checkpoints_to_keep"):
         _require(getattr(t, name) > 0, f"training.{name}", getattr(t, name), "a positive int")
-    _require(t.beta_warmup_steps >= 0, "training.beta_warmup_steps", t.beta_warmup_steps,
-             "an int >= 0")
+    _require(0.0 <= t.beta_warmup_fraction <= 1.0, "training.beta_warmup_fraction",
+             t.beta_warmup_fraction, "a float in [0, 1]")
     _require(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a float > 0")
     _require(0.0 <= o.ema_rate < 1.0, "optimizer.ema_rate", o.ema_rate, "a float in [0, 1)")
     _require(o.lr_warmup_steps >= 0, "optimizer.lr_warmup_steps", o.lr_warmup_steps,
@@ -169,7 +169,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     # --- Loop.
     train_step = make_train_step(model_config, tx, config.optimizer.ema_rate,
-                                 model_config.loss.beta, t.beta_warmup_steps)
+                                 model_config.loss.beta,
+                                 int(t.beta_warmup_fraction * t.num_steps_train))
     batches = data_lib.train_batches(
         dataset.train_images, batch_size=t.batch_size_train, num_local_devices=devices,
         substeps=t.substeps, seed=t.seed, start_step=step,
