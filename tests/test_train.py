@@ -62,6 +62,16 @@ def test_every_config_runs_two_smoke_steps(name, tmp_path):
     assert {"train/bpd", "train/objective", "eval/bpd", "train/images_per_sec"} <= keys
     assert rows[-1]["step"] == 2
     assert glob.glob(os.path.join(workdir, "images", "samples_*.png"))
+    if _clu_writers_available():
+        assert glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+
+
+def _clu_writers_available() -> bool:
+    try:
+        from clu import metric_writers  # noqa: F401 - needs TensorFlow and TensorBoard
+        return True
+    except ImportError:
+        return False
 
 
 def test_sigkill_resume_equals_uninterrupted_run(tmp_path):

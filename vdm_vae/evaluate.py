@@ -284,7 +284,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     test_images, test_labels = _limit(dataset.test_images, dataset.test_labels,
                                       e.num_test_images)
     metrics = {"step": step, "config": config.name, "workdir": workdir,
-               "conditional": model_config.conditional}
+               "conditional": model_config.conditional,
+               # A time-conditioned encoder has a code w_t per time: no single-latent bound.
+               "bpd_is_bound": model_config.encoder.kind != "conv_time"}
     metrics.update(bound_metrics(params, test_images, model_config, batch_size, e.mc_draws,
                                  jax.random.PRNGKey(seed)))
     if model_config.conditional and model_config.encoder.kind == "conv":

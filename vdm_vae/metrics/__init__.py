@@ -1,0 +1,1 @@
+"""Model-independent evaluation metrics: posterior collapse, probes and FID."""

@@ -1,0 +1,100 @@
+"""Representation quality: classification accuracy of simple probes trained on features.
+
+Features are any [N, F] arrays (encoder means, pixels, ...) with integer class labels [N].
+"""
+
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def _check_split(x, y, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Converts one (features, labels) split; raises ValueError on bad shapes or values."""
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"{name}_x must have shape [N, F] with N, F >= 1, got {x.shape}.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name}_x must be finite, got NaN or infinite entries.")
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"{name}_y must have shape [{x.shape[0]}] (one label per row of "
+                         f"{name}_x), got {y.shape}.")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{name}_y must hold integer class labels, got dtype {y.dtype}.")
+    return x, y
+
+
+def _check_splits(train_x, train_y, test_x, test_y) -> tuple[np.ndarray, ...]:
+    """Validates both splits and that they have the same feature dimension."""
+    train_x, train_y = _check_split(train_x, train_y, "train")
+    test_x, test_y = _check_split(test_x, test_y, "test")
+    if train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"test_x has {test_x.shape[1]} features, but train_x has "
+                         f"{train_x.shape[1]}; they must match.")
+    return train_x, train_y, test_x, test_y
+
+
+def linear_probe_accuracy(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x: npt.ArrayLike,
+                          test_y: npt.ArrayLike, max_train: int | None = None,
+                          max_iter: int = 300, seed: int = 0) -> float:
+    """Test accuracy of a multinomial logistic regression on standardised features.
+
+    Features are standardised with the training mean and standard deviation, then an
+    L2-regularised (C = 1) softmax regression is fitted with L-BFGS. On 60,000 x 784 MNIST
+    pixels this takes roughly a minute on two CPU cores; `max_train` trades accuracy for time.
+
+    Args:
+        train_x: training features [N, F].
+        train_y: integer training labels [N].
+        test_x: test features [M, F].
+        test_y: integer test labels [M].
+        max_train: if set and N exceeds it, a random subset of max_train training rows is used.
+        max_iter: L-BFGS iteration limit, >= 1.
+        seed: seed for the training subset.
+
+    Returns:
+        Fraction of test points classified correctly, in [0, 1].
+    """
+    train_x, train_y, test_x, test_y = _check_splits(train_x, train_y, test_x, test_y)
+    if max_train is not None and (not isinstance(max_train, (int, np.integer)) or max_train < 2):
+        raise ValueError(f"max_train must be None or an integer >= 2, got {max_train!r}.")
+    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}.")
+    if max_train is not None and train_x.shape[0] > max_train:
+        keep = np.random.default_rng(seed).choice(train_x.shape[0], max_train, replace=False)
+        train_x, train_y = train_x[keep], train_y[keep]
+    if np.unique(train_y).size < 2:
+        raise ValueError("train_y must contain at least 2 classes, got "
+                         f"{np.unique(train_y).tolist()}.")
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    probe.fit(train_x.astype(np.float32), train_y)
+    return float(np.mean(probe.predict(test_x.astype(np.float32)) == test_y))
+
+
+def knn_accuracy(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x: npt.ArrayLike,
+                 test_y: npt.ArrayLike, k: int = 5) -> float:
+    """Test accuracy of a k-nearest-neighbour classifier (Euclidean, majority vote).
+
+    Features are used as given (not standardised), so distances are those of the feature space.
+
+    Args:
+        train_x: training features [N, F].
+        train_y: integer training labels [N].
+        test_x: test features [M, F].
+        test_y: integer test labels [M].
+        k: number of neighbours, 1 <= k <= N.
+
+    Returns:
+        Fraction of test points classified correctly, in [0, 1].
+    """
+    train_x, train_y, test_x, test_y = _check_splits(train_x, train_y, test_x, test_y)
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= train_x.shape[0]:
+        raise ValueError(f"k must be an integer in [1, {train_x.shape[0]}] (the number of "
+                         f"training points), got {k!r}.")
+    classifier = KNeighborsClassifier(n_neighbors=int(k))
+    classifier.fit(train_x.astype(np.float32), train_y)
+    return float(np.mean(classifier.predict(test_x.astype(np.float32)) == test_y))
