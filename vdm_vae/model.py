@@ -88,7 +88,7 @@ class VDMVAE(nn.Module):
         """
         c = self.config
         g_0, g_1 = self.gamma_scalar(0.0), self.gamma_scalar(1.0)
-        var_0, var_1 = nn.sigmoid(g_0), nn.sigmoid(g_1)
+        var_1 = nn.sigmoid(g_1)
         f = diffusion.pixels_to_unit(images, c.vocab_size)
         batch = images.shape[0]
 
@@ -103,19 +103,21 @@ class VDMVAE(nn.Module):
             t = jnp.ceil(t * c.sm_n_timesteps) / c.sm_n_timesteps
 
         kl_w_per_dim = jnp.zeros((batch, 0), jnp.float32)
-        mmd_w = jnp.zeros((), jnp.float32)
+        with_mmd = c.conditional and w is None and c.loss.mmd_weight > 0
         if c.conditional:
             mean, logvar = self.encoder(f, t if c.encoder.kind == "conv_time" else None)
             kl_w_per_dim = diffusion.gaussian_kl(mean, logvar)
             if w is None:
                 eps_w = _normal(self.make_rng("sample"), mean.shape, example_ids)
                 w = mean + jnp.exp(0.5 * logvar) * eps_w
-                if c.loss.mmd_weight > 0:
-                    mmd_w = diffusion.mmd_to_standard_normal(self.make_rng("sample"), w)
 
         g_t = self.gamma(t)
         var_t = nn.sigmoid(g_t)[:, None, None, None]
         eps = _normal(self.make_rng("sample"), f.shape, example_ids)
+        # The MMD's prior draw comes last, so the weights leave the bound's noise unchanged.
+        mmd_w = jnp.zeros((), jnp.float32)
+        if with_mmd:
+            mmd_w = diffusion.mmd_to_standard_normal(self.make_rng("sample"), w)
         z_t = jnp.sqrt(1.0 - var_t) * f + jnp.sqrt(var_t) * eps
         eps_hat = self.score(z_t, g_t, w, deterministic)
         mse = jnp.sum(jnp.square(eps - eps_hat), axis=(1, 2, 3))

@@ -1,0 +1,56 @@
+"""Tiny model configurations and shared helpers for fast CPU tests."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from vdm_vae.model import init_params
+from vdm_vae.model_config import EncoderConfig, LossConfig, ModelConfig
+
+IMAGE_SHAPE = (8, 8, 1)
+W_DIM = 8
+
+
+def tiny_config(kind: str = "none", image_shape=IMAGE_SHAPE, **overrides) -> ModelConfig:
+    """A ModelConfig small enough to init and run in well under a second on CPU.
+
+    Args:
+      kind: encoder kind ("none", "conv" or "conv_time").
+      image_shape: (H, W, C).
+      **overrides: ModelConfig fields to replace (e.g. gamma_type, sm_n_timesteps, loss).
+    """
+    encoder = EncoderConfig(kind=kind, block_out_channels=16, layers_per_block=1,
+                            norm_num_groups=8, w_dim=W_DIM)
+    base = ModelConfig(image_shape=image_shape, sm_n_layer=1, sm_n_embd=16, sm_norm_groups=8,
+                       encoder=encoder, loss=LossConfig())
+    return dataclasses.replace(base, **overrides)
+
+
+def random_images(seed: int, batch: int, image_shape=IMAGE_SHAPE) -> np.ndarray:
+    """uint8 images [batch, H, W, C] with pixels uniform over {0..255}."""
+    return np.random.default_rng(seed).integers(0, 256, (batch,) + tuple(image_shape),
+                                                dtype=np.uint8)
+
+
+def perturb(tree, seed: int, scale: float = 0.1):
+    """Adds Gaussian noise to every leaf, so that zero-initialised weights become active."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+    noisy = [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    return jax.tree_util.tree_unflatten(treedef, noisy)
+
+
+@pytest.fixture(scope="session")
+def uncond():
+    """(config, variables) of a tiny unconditional model."""
+    config = tiny_config("none")
+    return config, init_params(config, jax.random.PRNGKey(0))
+
+
+@pytest.fixture(scope="session")
+def cond():
+    """(config, variables) of a tiny conditional model with encoder E(x)."""
+    config = tiny_config("conv")
+    return config, init_params(config, jax.random.PRNGKey(1))
