@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 setup(
     name="vdm_vae",
     version="0.1.0",
-    description="Representation learning with a VAE whose decoder is a Variational Diffusion Model.",
+    description="Representation learning with a VAE whose decoder is a diffusion model (VDM).",
     packages=find_packages(include=["vdm_vae", "vdm_vae.*"]),
     python_requires=">=3.10",
     install_requires=[

@@ -1,4 +1,5 @@
-"""MVDM (4 blocks x 16 channels) on MNIST, with the bigger original encoder OE++ (64 ch, 2 layers, w_dim 256), beta = 1.
+"""MVDM (4 blocks x 16 channels) on MNIST, with the bigger original encoder OE++ (64 ch, 2 layers,
+w_dim 256), beta = 1.
 
 Run:   python main.py --config=configs/mvdm_oepp.py --workdir=runs/mvdm_oepp
 Smoke: python main.py --config=configs/mvdm_oepp.py:smoke --workdir=/tmp/mvdm_oepp

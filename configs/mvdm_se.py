@@ -1,4 +1,5 @@
-"""MVDM (4 blocks x 16 channels) on MNIST, with the small encoder SE (32 ch, 1 layer, w_dim 128), beta = 1.
+"""MVDM (4 blocks x 16 channels) on MNIST, with the small encoder SE (32 ch, 1 layer, w_dim 128),
+beta = 1.
 
 Run:   python main.py --config=configs/mvdm_se.py --workdir=runs/mvdm_se
 Smoke: python main.py --config=configs/mvdm_se.py:smoke --workdir=/tmp/mvdm_se

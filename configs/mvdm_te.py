@@ -1,4 +1,5 @@
-"""MVDM (4 blocks x 16 channels) on MNIST, with the tiny encoder TE (16 ch, 1 layer, w_dim 128), beta = 1.
+"""MVDM (4 blocks x 16 channels) on MNIST, with the tiny encoder TE (16 ch, 1 layer, w_dim 128),
+beta = 1.
 
 Run:   python main.py --config=configs/mvdm_te.py --workdir=runs/mvdm_te
 Smoke: python main.py --config=configs/mvdm_te.py:smoke --workdir=/tmp/mvdm_te

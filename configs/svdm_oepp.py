@@ -1,4 +1,5 @@
-"""SVDM (16 blocks x 64 channels) on MNIST, with the bigger original encoder OE++ (64 ch, 2 layers, w_dim 256), beta = 1.
+"""SVDM (16 blocks x 64 channels) on MNIST, with the bigger original encoder OE++ (64 ch, 2 layers,
+w_dim 256), beta = 1.
 
 Run:   python main.py --config=configs/svdm_oepp.py --workdir=runs/svdm_oepp
 Smoke: python main.py --config=configs/svdm_oepp.py:smoke --workdir=/tmp/svdm_oepp

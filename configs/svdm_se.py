@@ -1,4 +1,5 @@
-"""SVDM (16 blocks x 64 channels) on MNIST, with the small encoder SE (32 ch, 1 layer, w_dim 128), beta = 1.
+"""SVDM (16 blocks x 64 channels) on MNIST, with the small encoder SE (32 ch, 1 layer, w_dim 128),
+beta = 1.
 
 Run:   python main.py --config=configs/svdm_se.py --workdir=runs/svdm_se
 Smoke: python main.py --config=configs/svdm_se.py:smoke --workdir=/tmp/svdm_se

@@ -1,4 +1,5 @@
-"""SVDM (16 blocks x 64 channels) on MNIST, with the unregularised encoder UE (OE with beta = 0: no KL in the objective; the reported bpd still includes it).
+"""SVDM (16 blocks x 64 channels) on MNIST, with the unregularised encoder UE (OE with beta = 0: no
+KL in the objective; the reported bpd still includes it).
 
 Run:   python main.py --config=configs/svdm_ue.py --workdir=runs/svdm_ue
 Smoke: python main.py --config=configs/svdm_ue.py:smoke --workdir=/tmp/svdm_ue

@@ -1,4 +1,5 @@
-"""TVDM (8 blocks x 32 channels) on MNIST, with the original encoder OE (64 ch, 2 layers, w_dim 128), beta = 1.
+"""TVDM (8 blocks x 32 channels) on MNIST, with the original encoder OE (64 ch, 2 layers, w_dim
+128), beta = 1.
 
 Run:   python main.py --config=configs/tvdm_oe.py --workdir=runs/tvdm_oe
 Smoke: python main.py --config=configs/tvdm_oe.py:smoke --workdir=/tmp/tvdm_oe

@@ -1,4 +1,5 @@
-"""TVDM (8 blocks x 32 channels) on CIFAR-10 (TFDS), with the original encoder OE (64 ch, 2 layers, w_dim 128), beta = 1.
+"""TVDM (8 blocks x 32 channels) on CIFAR-10 (TFDS), with the original encoder OE (64 ch, 2 layers,
+w_dim 128), beta = 1.
 
 Run:   python main.py --config=configs/tvdm_oe_cifar10.py --workdir=runs/tvdm_oe_cifar10
 Smoke: python main.py --config=configs/tvdm_oe_cifar10.py:smoke --workdir=/tmp/tvdm_oe_cifar10

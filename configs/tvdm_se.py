@@ -1,4 +1,5 @@
-"""TVDM (8 blocks x 32 channels) on MNIST, with the small encoder SE (32 ch, 1 layer, w_dim 128), beta = 1.
+"""TVDM (8 blocks x 32 channels) on MNIST, with the small encoder SE (32 ch, 1 layer, w_dim 128),
+beta = 1.
 
 Run:   python main.py --config=configs/tvdm_se.py --workdir=runs/tvdm_se
 Smoke: python main.py --config=configs/tvdm_se.py:smoke --workdir=/tmp/tvdm_se

@@ -1,4 +1,5 @@
-"""TVDM (8 blocks x 32 channels) on MNIST, with the tiny encoder TE (16 ch, 1 layer, w_dim 128), beta = 1.
+"""TVDM (8 blocks x 32 channels) on MNIST, with the tiny encoder TE (16 ch, 1 layer, w_dim 128),
+beta = 1.
 
 Run:   python main.py --config=configs/tvdm_te.py --workdir=runs/tvdm_te
 Smoke: python main.py --config=configs/tvdm_te.py:smoke --workdir=/tmp/tvdm_te

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from test_train import ROOT, run_main
 
 FIGURES = ("samples.png", "guided.png", "reconstruction.png", "tsne.png", "pca.png",

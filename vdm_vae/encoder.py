@@ -61,7 +61,7 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, t: Optional[jax.Array] = None
                  ) -> Tuple[jax.Array, jax.Array]:
-        """Args: x [B,H,W,C] in [-1, 1]; t [B] (for "conv_time"). Returns: mean, logvar [B,w_dim]."""
+        """Args: x [B,H,W,C] in [-1, 1]; t [B] for "conv_time". Returns: mean, logvar [B,w_dim]."""
         c = self.config
         ch, groups = c.block_out_channels, c.norm_num_groups
         h = nn.Conv(ch, (3, 3), name="conv_in")(x)

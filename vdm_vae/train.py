@@ -17,8 +17,13 @@ from vdm_vae.checkpoints import Checkpointer, load_run_config, save_run_config
 from vdm_vae.images import image_grid
 from vdm_vae.model_config import ModelConfig, model_config_from_dict, model_config_to_dict
 from vdm_vae.sampling import encode, sample
-from vdm_vae.train_step import (TrainState, create_train_state, make_eval_step,
-                                make_optimizer, make_train_step)
+from vdm_vae.train_step import (
+    TrainState,
+    create_train_state,
+    make_eval_step,
+    make_optimizer,
+    make_train_step,
+)
 from vdm_vae.writers import create_writer, format_progress
 
 
@@ -79,8 +84,8 @@ class StopSignals(contextlib.AbstractContextManager):
 
 def _replicate(tree, devices: int):
     """Adds a leading device axis [devices, ...] for pmap."""
-    return jax.tree_util.tree_map(lambda x: np.broadcast_to(np.asarray(x), (devices,) + np.shape(x)),
-                                  tree)
+    return jax.tree_util.tree_map(
+        lambda x: np.broadcast_to(np.asarray(x), (devices,) + np.shape(x)), tree)
 
 
 def _unreplicate(tree):
@@ -181,8 +186,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     with StopSignals() as stop:
         while step < t.num_steps_train and stop.received is None:
             p_state, metrics = train_step(p_state, next(batches), p_rng)
-            for i in range(t.substeps):
-                history.append((step + i + 1, jax.tree_util.tree_map(lambda m: m[:, i], metrics)))
+            history += [(step + i + 1, jax.tree_util.tree_map(lambda m, i=i: m[:, i], metrics))
+                        for i in range(t.substeps)]
             step += t.substeps
             done = step >= t.num_steps_train
             if step % t.steps_per_logging == 0 or done or step % t.steps_per_save == 0:
