@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.optimizer = d(
         name="adamw", learning_rate=2e-4, lr_warmup_steps=100, lr_decay=False,
         b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.01, gradient_clip_norm=1.0, ema_rate=0.9999,
+        ema_warmup_power=0.75,  # decay min(0.9999, 1 - (1 + step)^-0.75), as the study's EMA
         # Weight decay skips leaves with these names and these top-level modules: biases,
         # GroupNorm scales and the noise schedule. google-research/vdm's own mask amounts
         # to no_decay_leaves=("bias",), no_decay_modules=().

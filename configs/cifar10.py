@@ -19,6 +19,6 @@ def get_config(arg=None):
     config.training.update(batch_size_train=128, batch_size_eval=128,
                            num_steps_train=10_000_000, steps_per_eval=10_000,
                            steps_per_save=10_000)
-    config.optimizer.update(gradient_clip_norm=0.0, no_decay_leaves=("bias",),
-                            no_decay_modules=())
+    config.optimizer.update(gradient_clip_norm=0.0, ema_warmup_power=0.0,
+                            no_decay_leaves=("bias",), no_decay_modules=())
     return base.finish(config, arg)

@@ -42,6 +42,8 @@ def validate_training_config(config: ml_collections.ConfigDict):
              t.beta_warmup_fraction, "a float in [0, 1]")
     _require(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a float > 0")
     _require(0.0 <= o.ema_rate < 1.0, "optimizer.ema_rate", o.ema_rate, "a float in [0, 1)")
+    _require(o.ema_warmup_power >= 0, "optimizer.ema_warmup_power", o.ema_warmup_power,
+             "a float >= 0 (0: fixed rate)")
     _require(o.lr_warmup_steps >= 0, "optimizer.lr_warmup_steps", o.lr_warmup_steps,
              "an int >= 0")
 
@@ -175,7 +177,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     # --- Loop.
     train_step = make_train_step(model_config, tx, config.optimizer.ema_rate,
                                  model_config.loss.beta,
-                                 int(t.beta_warmup_fraction * t.num_steps_train))
+                                 int(t.beta_warmup_fraction * t.num_steps_train),
+                                 config.optimizer.ema_warmup_power)
     batches = data_lib.train_batches(
         dataset.train_images, batch_size=t.batch_size_train, num_local_devices=devices,
         substeps=t.substeps, seed=t.seed, start_step=step,

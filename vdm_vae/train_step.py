@@ -92,8 +92,21 @@ def loss_and_metrics(params, images: jax.Array, rng: jax.Array, *, config: Model
     return objective, metrics
 
 
+def ema_decay(step: jax.Array, ema_rate: float, warmup_power: float) -> jax.Array:
+    """EMA decay at `step`: ema_rate, or min(ema_rate, 1 - (1 + step)^-power) with warm-up.
+
+    The warm-up (as the study's ema_pytorch, power 0.75) lets short runs average over the
+    recent past instead of staying near the initial parameters; power 0 gives a fixed rate.
+    """
+    if warmup_power <= 0:
+        return jnp.asarray(ema_rate, jnp.float32)
+    warm = 1.0 - (1.0 + step.astype(jnp.float32)) ** (-warmup_power)
+    return jnp.minimum(ema_rate, warm)
+
+
 def make_train_step(config: ModelConfig, tx: optax.GradientTransformation, ema_rate: float,
-                    beta: float, beta_warmup_steps: int) -> Callable:
+                    beta: float, beta_warmup_steps: int, ema_warmup_power: float = 0.0
+                    ) -> Callable:
     """pmapped (state, images [D,S,b,H,W,C], rng) -> (state, metrics); S steps per call.
 
     S = 1 runs the plain step (no scan): on XLA:CPU convolution weight gradients are much
@@ -109,7 +122,8 @@ def make_train_step(config: ModelConfig, tx: optax.GradientTransformation, ema_r
         grads = jax.lax.pmean(grads, AXIS)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        ema = jax.tree_util.tree_map(lambda e, p: e + (1.0 - ema_rate) * (p - e),
+        decay = ema_decay(state.step, ema_rate, ema_warmup_power)
+        ema = jax.tree_util.tree_map(lambda e, p: e + (1.0 - decay) * (p - e),
                                      state.ema_params, params)
         metrics = jax.lax.pmean(metrics, AXIS)
         metrics.update(grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params),
