@@ -5,6 +5,7 @@ from vdm_vae.model import VDMVAE, VAEOutput
 from vdm_vae.model import init_params as init
 from vdm_vae.model_config import EncoderConfig, LossConfig, ModelConfig
 from vdm_vae.sampling import encode, sample
+from vdm_vae.w_prior import load_prior
 
 __all__ = ["EncoderConfig", "LossConfig", "ModelConfig", "VAEOutput", "VDMVAE", "encode", "init",
-           "load", "sample"]
+           "load", "load_prior", "sample"]

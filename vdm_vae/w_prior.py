@@ -151,3 +151,12 @@ def load(directory: str) -> Tuple[dict, PriorConfig]:
                                       jnp.zeros((1,)))["params"]
     with open(os.path.join(directory, "prior.msgpack"), "rb") as f:
         return flax.serialization.from_bytes(template, f.read()), config
+
+
+def load_prior(workdir: str) -> Tuple[dict, PriorConfig]:
+    """The learned prior that `python -m vdm_vae.fit_prior` saved in workdir/w_prior."""
+    directory = os.path.join(workdir, "w_prior")
+    if not os.path.exists(os.path.join(directory, "prior.json")):
+        raise FileNotFoundError(f"no learned prior in {directory}: run "
+                                f"`python -m vdm_vae.fit_prior --workdir={workdir} ...` first.")
+    return load(directory)
