@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 ROOT=${ROOT:-runs/cpu}
 STEPS=${STEPS:-500}
 python experiments/run_grid.py \
-  --configs=mvdm_oe_fb,mvdm_oe,mvdm,mvdm_oe_b1e4,mvdm_ue,mvdm_te,mvdm_se,mvdm_oepp \
+  --configs="${CONFIGS:-mvdm_oe_fb,mvdm_oe,mvdm,mvdm_oe_b1e4,mvdm_ue,mvdm_te,mvdm_se,mvdm_oepp}" \
   --steps="$STEPS" --root="$ROOT" \
   --train_args="--config.training.batch_size_train=32 --config.training.steps_per_save=100 \
 --config.training.steps_per_logging=50 --config.training.steps_per_eval=$STEPS \
@@ -17,4 +17,4 @@ python experiments/run_grid.py \
 --config.eval.sample_steps=100 --config.eval.num_probe_train=10000"
 python experiments/collect.py --root="$ROOT" --name=mnist_mvdm_cpu \
   --command="STEPS=$STEPS experiments/mnist_mvdm_cpu.sh" \
-  --notes=experiments/notes/mnist_mvdm_cpu.md
+  ${NOTES:+--notes="$NOTES"}
