@@ -49,4 +49,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from vdm_vae.cpu_env import reexec_with_cpu_settings
+
+    reexec_with_cpu_settings()  # huge pages for malloc, multi-threaded convs: see cpu_env.py
     app.run(main)

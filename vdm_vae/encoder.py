@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vdm_vae.attention import attention
+from vdm_vae.group_norm import GroupNorm
 from vdm_vae.model_config import EncoderConfig
 from vdm_vae.unet import timestep_embedding
 
@@ -25,9 +27,9 @@ class EncoderResnet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = nn.silu(nn.GroupNorm(self.groups, epsilon=1e-6, name="norm1")(x))
+        h = nn.silu(GroupNorm(self.groups, epsilon=1e-6, name="norm1")(x))
         h = nn.Conv(self.out_ch, (3, 3), name="conv1")(h)
-        h = nn.silu(nn.GroupNorm(self.groups, epsilon=1e-6, name="norm2")(h))
+        h = nn.silu(GroupNorm(self.groups, epsilon=1e-6, name="norm2")(h))
         h = nn.Conv(self.out_ch, (3, 3), name="conv2")(h)
         if x.shape[-1] != self.out_ch:
             x = nn.Conv(self.out_ch, (1, 1), name="conv_shortcut")(x)
@@ -38,14 +40,14 @@ class EncoderAttention(nn.Module):
     """diffusers Attention with one head over H*W positions, residual."""
 
     groups: int
+    impl: str = "auto"  # vdm_vae.attention: "auto", "batched" or "per_example"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         b, hh, ww, c = x.shape
-        h = nn.GroupNorm(self.groups, epsilon=1e-6, name="group_norm")(x).reshape(b, hh * ww, c)
+        h = GroupNorm(self.groups, epsilon=1e-6, name="group_norm")(x).reshape(b, hh * ww, c)
         q, k, v = (nn.Dense(c, name=n)(h) for n in ("to_q", "to_k", "to_v"))
-        weights = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", q, k) / jnp.sqrt(c), axis=-1)
-        h = nn.Dense(c, name="to_out_0")(jnp.einsum("bqk,bkc->bqc", weights, v))
+        h = nn.Dense(c, name="to_out_0")(attention(q, k, v, self.impl))
         return x + h.reshape(b, hh, ww, c)
 
 
@@ -57,6 +59,7 @@ class Encoder(nn.Module):
     """
 
     config: EncoderConfig
+    attention_impl: str = "auto"  # vdm_vae.attention: "auto", "batched" or "per_example"
 
     @nn.compact
     def __call__(self, x: jax.Array, t: Optional[jax.Array] = None
@@ -68,9 +71,9 @@ class Encoder(nn.Module):
         for i in range(c.layers_per_block):
             h = EncoderResnet(ch, groups, name=f"down_blocks_0_resnets_{i}")(h)
         h = EncoderResnet(ch, groups, name="mid_block_resnets_0")(h)
-        h = EncoderAttention(groups, name="mid_block_attentions_0")(h)
+        h = EncoderAttention(groups, self.attention_impl, name="mid_block_attentions_0")(h)
         h = EncoderResnet(ch, groups, name="mid_block_resnets_1")(h)
-        h = nn.silu(nn.GroupNorm(groups, epsilon=1e-6, name="conv_norm_out")(h))
+        h = nn.silu(GroupNorm(groups, epsilon=1e-6, name="conv_norm_out")(h))
         h = nn.Conv(1, (3, 3), name="conv_out")(h)
         h = h.reshape(h.shape[0], -1)
         if c.kind == "conv_time":

@@ -53,7 +53,7 @@ class VDMVAE(nn.Module):
         self.score_model = ScoreUNet(self.config)
         self.gamma = make_schedule(self.config)
         if self.config.conditional:
-            self.encoder = Encoder(self.config.encoder)
+            self.encoder = Encoder(self.config.encoder, self.config.attention_impl)
 
     def gamma_scalar(self, t: float) -> jax.Array:
         """gamma(t) as a 0-d array."""

@@ -5,6 +5,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 GAMMA_TYPES = ("fixed", "learnable_scalar", "learnable_nnet")
 ENCODER_TYPES = ("none", "conv", "conv_time")
+ATTENTION_IMPLS = ("auto", "batched", "per_example")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,9 @@ class ModelConfig:
       sm_norm_groups: GroupNorm groups in the score U-Net (the original hard-codes 32).
       clip_samples: clip the predicted x to [-1, 1] in each reverse step.
       compute_dtype: "float32" or "bfloat16" activations (parameters stay float32).
+      attention_impl: how attention is computed, with the same maths and parameters:
+        "batched", "per_example" (fast on XLA:CPU), or "auto" (per_example on CPU, batched
+        elsewhere); see vdm_vae/attention.py.
     """
 
     image_shape: Tuple[int, int, int] = (28, 28, 1)
@@ -70,6 +74,7 @@ class ModelConfig:
     sm_norm_groups: int = 32
     clip_samples: bool = False
     compute_dtype: str = "float32"
+    attention_impl: str = "auto"
     encoder: EncoderConfig = EncoderConfig()
     loss: LossConfig = LossConfig()
 
@@ -108,6 +113,8 @@ def _check_config(c: ModelConfig):
         _fail("sm_norm_groups", c.sm_norm_groups, f"a divisor of sm_n_embd={c.sm_n_embd}")
     if c.compute_dtype not in ("float32", "bfloat16"):
         _fail("compute_dtype", c.compute_dtype, "'float32' or 'bfloat16'")
+    if c.attention_impl not in ATTENTION_IMPLS:
+        _fail("attention_impl", c.attention_impl, f"one of {ATTENTION_IMPLS}")
     if not 0.0 <= c.sm_pdrop < 1.0:
         _fail("sm_pdrop", c.sm_pdrop, "a float in [0, 1)")
     e = c.encoder

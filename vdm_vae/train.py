@@ -23,6 +23,7 @@ from vdm_vae.train_step import (
     make_eval_step,
     make_optimizer,
     make_train_step,
+    replicate,
 )
 from vdm_vae.writers import create_writer, format_progress
 
@@ -82,12 +83,6 @@ class StopSignals(contextlib.AbstractContextManager):
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
         return False
-
-
-def _replicate(tree, devices: int):
-    """Adds a leading device axis [devices, ...] for pmap."""
-    return jax.tree_util.tree_map(
-        lambda x: np.broadcast_to(np.asarray(x), (devices,) + np.shape(x)), tree)
 
 
 def _unreplicate(tree):
@@ -183,7 +178,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         dataset.train_images, batch_size=t.batch_size_train, num_local_devices=devices,
         substeps=t.substeps, seed=t.seed, start_step=step,
         process_index=jax.process_index(), process_count=jax.process_count())
-    p_state, p_rng = _replicate(state, devices), _replicate(train_rng, devices)
+    p_state, p_rng = replicate(state, devices), replicate(train_rng, devices)
     history, window_start, window_step = [], time.time(), step
     last_saved = step
     with StopSignals() as stop:

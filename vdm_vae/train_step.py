@@ -6,7 +6,9 @@ from typing import Any, Callable, Dict, Sequence, Tuple
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vdm_vae import losses
 from vdm_vae.diffusion import sample_times
@@ -23,6 +25,21 @@ class TrainState(flax.struct.PyTreeNode):
     params: Any
     ema_params: Any
     opt_state: Any
+
+
+def replicate(tree, devices: int):
+    """Adds a leading device axis [devices, ...] for the pmapped steps.
+
+    In a single process the copies are placed as the step's outputs are (sharded over the
+    local devices on AXIS), so that feeding a step's output back does not compile it a
+    second time, as host arrays on the first call would.
+    """
+    tree = jax.tree_util.tree_map(
+        lambda x: np.broadcast_to(np.asarray(x), (devices,) + np.shape(x)), tree)
+    if jax.process_count() > 1:
+        return tree
+    mesh = Mesh(np.array(jax.local_devices()[:devices]), (AXIS,))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(AXIS)))
 
 
 def decay_mask(params, no_decay_leaves: Sequence[str], no_decay_modules: Sequence[str]):

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vdm_vae.attention import attention
+from vdm_vae.group_norm import GroupNorm
 from vdm_vae.model_config import ModelConfig
 
 
@@ -55,11 +57,11 @@ class ResnetBlock(nn.Module):
         """Args: x [B,H,W,C], cond [B,D]. Returns: [B,H,W,out_ch]."""
         groups = self.config.sm_norm_groups
         out_ch = x.shape[-1] if self.out_ch is None else self.out_ch
-        h = nn.swish(nn.GroupNorm(groups, dtype=self.dtype, name="GroupNorm_0")(x))
+        h = nn.swish(GroupNorm(groups, dtype=self.dtype, name="GroupNorm_0")(x))
         h = _conv(out_ch, "conv1", self.dtype)(h)
         h = h + nn.Dense(out_ch, use_bias=False, kernel_init=nn.initializers.zeros,
                          dtype=self.dtype, name="cond_proj")(cond)[:, None, None, :]
-        h = nn.swish(nn.GroupNorm(groups, dtype=self.dtype, name="GroupNorm_1")(h))
+        h = nn.swish(GroupNorm(groups, dtype=self.dtype, name="GroupNorm_1")(h))
         h = nn.Dropout(rate=self.config.sm_pdrop, name="Dropout_0")(h, deterministic=deterministic)
         h = _conv(out_ch, "conv2", self.dtype, zero=True)(h)
         if x.shape[-1] != out_ch:
@@ -72,17 +74,16 @@ class AttnBlock(nn.Module):
 
     norm_groups: int = 32
     dtype: jnp.dtype = jnp.float32
+    impl: str = "auto"  # vdm_vae.attention: "auto", "batched" or "per_example"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Args: x [B,H,W,C]. Returns: [B,H,W,C]."""
         b, hh, ww, c = x.shape
-        h = nn.GroupNorm(self.norm_groups, dtype=self.dtype, name="GroupNorm_0")(x)
+        h = GroupNorm(self.norm_groups, dtype=self.dtype, name="GroupNorm_0")(x)
         q, k, v = (nn.Dense(c, dtype=self.dtype, name=n)(h).reshape(b, hh * ww, c)
                    for n in ("q", "k", "v"))
-        logits = jnp.einsum("bqc,bkc->bqk", q.astype(jnp.float32), k.astype(jnp.float32))
-        weights = jax.nn.softmax(logits / np.sqrt(c), axis=-1).astype(v.dtype)
-        h = jnp.einsum("bqk,bkc->bqc", weights, v).reshape(b, hh, ww, c)
+        h = attention(q, k, v, self.impl).reshape(b, hh, ww, c)
         h = nn.Dense(c, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="proj_out")(h)
         return x + h
 
@@ -122,19 +123,19 @@ class ScoreUNet(nn.Module):
         for i in range(c.sm_n_layer):
             h = ResnetBlock(c, n_embd, dtype, name=f"down.block_{i}")(hs[-1], temb, deterministic)
             if c.with_attention:
-                h = AttnBlock(c.sm_norm_groups, dtype, name=f"down.attn_{i}")(h)
+                h = AttnBlock(c.sm_norm_groups, dtype, c.attention_impl, name=f"down.attn_{i}")(h)
             hs.append(h)
 
         h = ResnetBlock(c, None, dtype, name="mid.block_1")(hs[-1], temb, deterministic)
-        h = AttnBlock(c.sm_norm_groups, dtype, name="mid.attn_1")(h)
+        h = AttnBlock(c.sm_norm_groups, dtype, c.attention_impl, name="mid.attn_1")(h)
         h = ResnetBlock(c, None, dtype, name="mid.block_2")(h, temb, deterministic)
 
         for i in range(c.sm_n_layer + 1):
             h = jnp.concatenate([h, hs.pop()], axis=-1)
             h = ResnetBlock(c, n_embd, dtype, name=f"up.block_{i}")(h, temb, deterministic)
             if c.with_attention:
-                h = AttnBlock(c.sm_norm_groups, dtype, name=f"up.attn_{i}")(h)
+                h = AttnBlock(c.sm_norm_groups, dtype, c.attention_impl, name=f"up.attn_{i}")(h)
 
-        h = nn.swish(nn.GroupNorm(c.sm_norm_groups, dtype=dtype, name="GroupNorm_0")(h))
+        h = nn.swish(GroupNorm(c.sm_norm_groups, dtype=dtype, name="GroupNorm_0")(h))
         eps = _conv(z.shape[-1], "conv_out", dtype, zero=True)(h)
         return eps.astype(jnp.float32) + z

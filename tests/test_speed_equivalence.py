@@ -1,0 +1,89 @@
+"""The fast formulations compute the same numbers as the plain XLA ones, to float tolerance."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import perturb, random_images, tiny_config
+
+from vdm_vae.attention import attention, resolve_impl
+from vdm_vae.group_norm import GroupNorm
+from vdm_vae.model import VDMVAE, init_params
+
+KEY = jax.random.PRNGKey(7)
+IMPLS = ("batched", "per_example")
+
+
+def _qkv(dtype=jnp.float32, shape=(3, 20, 8)):
+    keys = jax.random.split(KEY, 3)
+    return tuple(jax.random.normal(k, shape).astype(dtype) for k in keys)
+
+
+def _close(a, b, rtol=1e-5, atol=1e-6):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32),
+                                   rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("channels, groups, dtype", [(16, 8, None), (64, 32, None),
+                                                     (32, 8, jnp.bfloat16)])
+def test_group_norm_matches_flax_values_gradients_and_parameters(channels, groups, dtype):
+    x = 3.0 * jax.random.normal(KEY, (2, 5, 7, channels)) + 1.5
+    ours, flax_gn = GroupNorm(groups, dtype=dtype), nn.GroupNorm(groups, dtype=dtype)
+    variables = flax_gn.init(KEY, x)
+    assert (jax.tree_util.tree_map(jnp.shape, ours.init(KEY, x))
+            == jax.tree_util.tree_map(jnp.shape, variables))
+    variables = perturb(variables, seed=5)
+    outs = [jax.jit(m.apply)(variables, x) for m in (ours, flax_gn)]
+    assert outs[0].dtype == outs[1].dtype
+    tol = 1e-2 if dtype == jnp.bfloat16 else 2e-5
+    _close(outs[0], outs[1], rtol=tol, atol=tol)
+    grads = [jax.jit(jax.grad(lambda v, x, m=m: jnp.sum(jnp.sin(m.apply(v, x))), argnums=(0, 1)))(
+        variables, x) for m in (ours, flax_gn)]
+    _close(grads[0], grads[1], rtol=tol, atol=tol)
+
+
+def test_auto_picks_per_example_on_cpu_and_rejects_unknown():
+    assert resolve_impl("auto") == ("per_example" if jax.default_backend() == "cpu"
+                                    else "batched")
+    with pytest.raises(ValueError, match="per_example"):
+        resolve_impl("flash")
+    with pytest.raises(ValueError, match="attention_impl"):
+        tiny_config(attention_impl="flash")
+
+
+def test_attention_values_and_gradients_match_plain_softmax():
+    q, k, v = _qkv()
+    plain = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", q, k) / np.sqrt(8), -1) @ v
+
+    def loss(q, k, v, impl):
+        return jnp.sum(jnp.sin(attention(q, k, v, impl)))
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
+    grads = {i: grad(q, k, v, i) for i in IMPLS}
+    for impl in IMPLS:
+        _close(attention(q, k, v, impl), plain)
+    _close(grads["per_example"], grads["batched"])
+
+
+def test_attention_keeps_bfloat16_values_in_bfloat16():
+    q, k, v = _qkv(jnp.bfloat16)
+    outs = [attention(q, k, v, impl) for impl in IMPLS]
+    assert all(o.dtype == jnp.bfloat16 for o in outs)
+    _close(outs[0], outs[1], rtol=2e-2, atol=2e-2)
+
+
+def test_loss_and_gradients_of_the_model_do_not_depend_on_impl():
+    """Covers the U-Net's and the encoder's attention and every GroupNorm in context."""
+    configs = {i: tiny_config("conv", sm_n_layer=0, attention_impl=i) for i in IMPLS}
+    variables = perturb(init_params(configs["batched"], KEY), seed=2)
+    images = random_images(3, 4)
+
+    def loss(params, config):
+        out = VDMVAE(config).apply(params, images, rngs={"sample": KEY})
+        return jnp.mean(out.total)
+
+    results = {i: jax.jit(jax.value_and_grad(loss), static_argnums=1)(variables, c)
+               for i, c in configs.items()}
+    _close(results["per_example"], results["batched"], rtol=2e-5, atol=1e-5)

@@ -1,0 +1,339 @@
+"""Speed of the VDM sizes with and without an encoder: train step, reverse step, sampling.
+
+    python -m vdm_vae.bench --out experiments/results/bench_cpu.md
+    python -m vdm_vae.bench --sizes mvdm --encoders none,oe --repeats 5 --sample-steps 10
+    python -m vdm_vae.bench --platform-info
+
+Each (size, encoder) runs in a fresh child process, so compile caches and peak memory are
+its own. A child times the real pmapped train step of `make_train_step` at the configs'
+settings (compile time apart, median and minimum over `--repeats` steps) and the jitted
+reverse steps of `vdm_vae.sampling`; sampling a batch at T = 1000 is measured over
+`--sample-steps` steps and extrapolated when that is fewer than T (the table says so).
+FLOPs come from XLA's cost analysis of the step with batched attention (a loop body, as in
+the per-example attention, is counted once). Peak memory is the child's host RSS and,
+where the backend reports it, the device's peak. Every result is also printed as a JSON line.
+
+The children run with vdm_vae/cpu_env.py's settings (transparent huge pages for malloc and,
+on 2+ cores, XLA's own multi-threaded convolutions) unless --plain-env is given.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from typing import List, Optional
+
+import numpy as np
+
+from vdm_vae import cpu_env
+
+SIZES = ("mvdm", "tvdm", "svdm")
+ENCODERS = ("none", "oe")
+IMAGE_SHAPE = (28, 28, 1)
+T_SAMPLING = 1000
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default=",".join(SIZES), help="comma-separated, of " + str(SIZES))
+    p.add_argument("--encoders", default=",".join(ENCODERS), help="none and/or an encoder "
+                   "of configs/base.py (oe, oepp, se, te, ue)")
+    p.add_argument("--batch", type=int, default=64, help="global batch size")
+    p.add_argument("--repeats", type=int, default=5, help="timed train steps")
+    p.add_argument("--substeps", type=int, default=1, help="optimiser steps per call "
+                   "(config.training.substeps; > 1 runs them in a lax.scan)")
+    p.add_argument("--sample-steps", type=int, default=None, help="reverse steps timed per "
+                   f"sampling run (default: {T_SAMPLING}, or 10 on CPU, then extrapolated)")
+    p.add_argument("--sample-repeats", type=int, default=3, help="timed sampling runs")
+    p.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOP/s of the "
+                   "device, to report model FLOP utilisation (MFU)")
+    p.add_argument("--out", default=None, help="markdown file to write the table to")
+    p.add_argument("--platform-info", action="store_true", help="print the machine and exit")
+    p.add_argument("--plain-env", action="store_true", help="run the children without "
+                   "vdm_vae/cpu_env.py's settings")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child: "size:encoder"
+    return p.parse_args(argv)
+
+
+def platform_info() -> dict:
+    """Machine, load, versions and the settings that change speed."""
+    import flax
+    import jax
+    import jaxlib
+
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "load_avg": [round(x, 2) for x in os.getloadavg()],
+            "backend": jax.default_backend(), "devices": [str(d) for d in jax.local_devices()],
+            "python": platform.python_version(), "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+            "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "")}
+
+
+def _configs(size: str, encoder: str, batch: int):
+    """(ModelConfig, ml_collections config) of configs/base.py for this size and encoder."""
+    try:
+        from configs import base
+    except ImportError as error:
+        raise SystemExit("vdm_vae.bench reads configs/base.py: run it from the repository "
+                         "root.") from error
+    from vdm_vae.model_config import model_config_from_dict
+
+    config = base.make(vdm=size, encoder=encoder)
+    config.training.batch_size_train = batch
+    return model_config_from_dict(config.model.to_dict(), IMAGE_SHAPE), config
+
+
+def _timed(fn, repeats: int) -> List[float]:
+    """Seconds of `repeats` calls of fn (which blocks until its result is ready)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _stats(prefix: str, seconds: List[float]) -> dict:
+    return {f"{prefix}_median_s": float(np.median(seconds)), f"{prefix}_min_s": min(seconds)}
+
+
+def _flops(lowered, compiled=None) -> Optional[float]:
+    """FLOPs from XLA's cost analysis of the compiled (else the lowered) computation."""
+    for stage in (compiled, lowered):
+        analysis = stage.cost_analysis() if stage is not None else None
+        if isinstance(analysis, list):
+            analysis = analysis[0] if analysis else None
+        if analysis and analysis.get("flops"):
+            return float(analysis["flops"])
+    return None
+
+
+def _train_inputs(model_config, config, substeps: int):
+    """(step, replicated state, images [D,S,b,H,W,C], replicated rng) for the real step."""
+    import jax
+
+    from vdm_vae.train_step import create_train_state, make_optimizer, make_train_step, replicate
+
+    devices = jax.local_device_count()
+    tx = make_optimizer(config.optimizer, config.training.num_steps_train)
+    state = create_train_state(model_config, tx, jax.random.PRNGKey(0))
+    t = config.training
+    step = make_train_step(model_config, tx, config.optimizer.ema_rate, model_config.loss.beta,
+                           int(t.beta_warmup_fraction * t.num_steps_train),
+                           config.optimizer.ema_warmup_power)
+    batch = config.training.batch_size_train
+    images = np.random.default_rng(0).integers(
+        0, 256, (devices, substeps, batch // devices) + IMAGE_SHAPE, dtype=np.uint8)
+    return step, replicate(state, devices), images, replicate(jax.random.PRNGKey(1), devices)
+
+
+def bench_train(model_config, config, args) -> dict:
+    """Compile time, step time, images/s, FLOPs and XLA's temp memory of the train step."""
+    import dataclasses
+
+    import jax
+
+    step, state, images, rng = _train_inputs(model_config, config, args.substeps)
+    start = time.perf_counter()
+    lowered = step.lower(state, images, rng)
+    compiled = lowered.compile()
+    out = {"compile_s": time.perf_counter() - start}
+    holder = {"state": state}
+
+    def one_call():
+        holder["state"], metrics = compiled(holder["state"], images, rng)
+        jax.block_until_ready(metrics)
+
+    one_call()  # warm-up
+    per_step = [t / args.substeps for t in _timed(one_call, args.repeats)]
+    out.update(_stats("train_step", per_step))
+    out["images_per_s"] = args.batch / out["train_step_median_s"]
+    if _resolved(model_config) == "batched":
+        out["train_flops"] = _flops(lowered, compiled)
+    else:
+        batched = dataclasses.replace(model_config, attention_impl="batched")
+        b_step, b_state, b_images, b_rng = _train_inputs(batched, config, args.substeps)
+        out["train_flops"] = _flops(b_step.lower(b_state, b_images, b_rng))
+    if out["train_flops"]:
+        out["train_flops"] /= args.substeps
+    memory = compiled.memory_analysis()
+    out["xla_temp_mb"] = getattr(memory, "temp_size_in_bytes", 0) / 2**20 if memory else None
+    return out
+
+
+def _resolved(model_config) -> str:
+    from vdm_vae.attention import resolve_impl
+
+    return resolve_impl(model_config.attention_impl)
+
+
+def bench_sampling(model_config, args) -> dict:
+    """Per reverse step time over `sample_steps` steps of a T = 1000 run, and the batch."""
+    import dataclasses
+
+    import jax
+
+    from vdm_vae import sampling
+    from vdm_vae.model import VDMVAE, init_params
+
+    steps = args.sample_steps or (10 if jax.default_backend() == "cpu" else T_SAMPLING)
+    steps = min(steps, T_SAMPLING)
+    variables = init_params(model_config, jax.random.PRNGKey(0))
+    z = jax.random.normal(jax.random.PRNGKey(1), (args.batch,) + IMAGE_SHAPE)
+    w = (jax.random.normal(jax.random.PRNGKey(2), (args.batch, model_config.w_dim))
+         if model_config.conditional else None)
+    kwargs = dict(config=model_config, num_steps=T_SAMPLING, start=0, stop=steps)
+
+    def run():
+        jax.block_until_ready(sampling.reverse_steps(variables, z, w, jax.random.PRNGKey(3),
+                                                     **kwargs))
+
+    start = time.perf_counter()
+    run()
+    out = {"sample_first_call_s": time.perf_counter() - start, "sample_steps_timed": steps}
+    out.update(_stats("reverse_step", [t / steps for t in _timed(run, args.sample_repeats)]))
+    decode = jax.jit(lambda v, z: VDMVAE(model_config).apply(v, z, method=VDMVAE.generate_x))
+    jax.block_until_ready(decode(variables, z))
+    decode_s = min(_timed(lambda: jax.block_until_ready(decode(variables, z)), 3))
+    out["sample_T1000_s"] = out["reverse_step_median_s"] * T_SAMPLING + decode_s
+    out["sample_T1000_extrapolated"] = steps < T_SAMPLING
+    batched = dataclasses.replace(model_config, attention_impl="batched")
+    one = jax.jit(lambda v, z, w: VDMVAE(batched).apply(
+        v, 0, T_SAMPLING, z, w, jax.random.PRNGKey(3), method=VDMVAE.reverse_step))
+    out["reverse_step_flops"] = _flops(one.lower(variables, z, w))
+    return out
+
+
+def run_one(size: str, encoder: str, args) -> dict:
+    """All measurements of one (size, encoder), in this process."""
+    import jax
+
+    model_config, config = _configs(size, encoder, args.batch)
+    row = {"size": size, "encoder": encoder, "batch": args.batch, "substeps": args.substeps,
+           "attention": _resolved(model_config)}
+    row.update(bench_train(model_config, config, args))
+    row.update(bench_sampling(model_config, args))
+    for kind, flops_key, time_key in (("train", "train_flops", "train_step_median_s"),
+                                      ("sample", "reverse_step_flops", "reverse_step_median_s")):
+        if row.get(flops_key):
+            row[f"{kind}_gflop_per_s"] = row[flops_key] / row[time_key] / 1e9
+            if args.peak_tflops:
+                row[f"{kind}_mfu"] = row[f"{kind}_gflop_per_s"] / (1e3 * args.peak_tflops)
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    stats = jax.local_devices()[0].memory_stats() or {}
+    row["device_peak_mb"] = (stats["peak_bytes_in_use"] / 2**20
+                             if "peak_bytes_in_use" in stats else None)
+    return row
+
+
+def _child_argv(args, size: str, encoder: str) -> List[str]:
+    argv = [sys.executable, "-m", "vdm_vae.bench", "--one", f"{size}:{encoder}",
+            "--batch", str(args.batch), "--repeats", str(args.repeats),
+            "--substeps", str(args.substeps), "--sample-repeats", str(args.sample_repeats)]
+    if args.sample_steps:
+        argv += ["--sample-steps", str(args.sample_steps)]
+    if args.peak_tflops:
+        argv += ["--peak-tflops", str(args.peak_tflops)]
+    return argv
+
+
+def run_all(args) -> List[dict]:
+    """One child process per (size, encoder); their JSON lines, echoed as they come."""
+    env = dict(os.environ) if args.plain_env else cpu_env.with_cpu_settings(os.environ)
+    rows = []
+    for size in args.sizes.split(","):
+        for encoder in args.encoders.split(","):
+            result = subprocess.run(_child_argv(args, size, encoder), env=env,
+                                    capture_output=True, text=True)
+            lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
+            if result.returncode or not lines:
+                raise SystemExit(f"bench {size}:{encoder} failed:\n{result.stderr[-3000:]}")
+            print(lines[-1], flush=True)
+            rows.append(json.loads(lines[-1]))
+    return rows
+
+
+COLUMNS = (  # (header, key, format)
+    ("size", "size", "{}"), ("encoder", "encoder", "{}"), ("attention", "attention", "{}"),
+    ("compile s", "compile_s", "{:.1f}"), ("train step median s", "train_step_median_s", "{:.3f}"),
+    ("train step min s", "train_step_min_s", "{:.3f}"), ("images/s", "images_per_s", "{:.1f}"),
+    ("GFLOP/step", "train_flops", "{:.1f}"), ("train GFLOP/s", "train_gflop_per_s", "{:.1f}"),
+    ("train MFU", "train_mfu", "{:.1%}"),
+    ("reverse step median s", "reverse_step_median_s", "{:.4f}"),
+    ("reverse step min s", "reverse_step_min_s", "{:.4f}"),
+    ("sample GFLOP/s", "sample_gflop_per_s", "{:.1f}"),
+    ("batch at T=1000 s", "sample_T1000_s", "{:.0f}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+    ("XLA temp MB", "xla_temp_mb", "{:.0f}"), ("device peak MB", "device_peak_mb", "{:.0f}"),
+)
+
+
+def _cell(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    if key == "train_flops" and value is not None:
+        value /= 1e9
+    if value is None:
+        return "-"
+    text = fmt.format(value)
+    return text + " (extrapolated)" if key == "sample_T1000_s" and row.get(
+        "sample_T1000_extrapolated") else text
+
+
+def markdown(rows: List[dict], info: dict, command: str) -> str:
+    """The results table with the machine, the versions, the command and how to read it."""
+    steps = sorted({r["sample_steps_timed"] for r in rows})
+    lines = [
+        "# vdm_vae speed", "",
+        f"Command: `{command}`", "",
+        f"Machine: {info['cpu']}, {info['cores']} cores available, backend {info['backend']} "
+        f"({', '.join(info['devices'])}); load average at start {info['load_avg']}.", "",
+        f"Versions: python {info['python']}, jax {info['jax']}, jaxlib {info['jaxlib']}, "
+        f"flax {info['flax']}. The timed processes ran with "
+        f"XLA_FLAGS='{rows[0].get('xla_flags', '')}' and "
+        f"GLIBC_TUNABLES='{rows[0].get('glibc_tunables', '')}'.", "",
+        f"Batch {rows[0]['batch']}, 28x28x1, {rows[0]['substeps']} optimiser step(s) per call. "
+        f"Train and reverse step: median and minimum over repeated runs, compile apart. "
+        f"Sampling a batch at T = 1000 is {steps} reverse steps timed and scaled to 1000 where "
+        "marked extrapolated, plus the decoding of z_0. FLOPs: XLA cost analysis of the step "
+        "with batched attention.", "",
+        "| " + " | ".join(c[0] for c in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(_cell(r, key, fmt) for _, key, fmt in COLUMNS) + " |"
+              for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None):
+    args = parse_args(argv)
+    if args.one:
+        size, encoder = args.one.split(":")
+        row = run_one(size, encoder, args)
+        row["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
+        row["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+        print(json.dumps(row), flush=True)
+        return
+    info = platform_info()
+    print(json.dumps({"platform": info}), flush=True)
+    if args.platform_info:
+        return
+    rows = run_all(args)
+    if args.out:
+        command = "python -m vdm_vae.bench " + " ".join(sys.argv[1:] if argv is None else argv)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(markdown(rows, info, command.strip()))
+        print(f"wrote {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
