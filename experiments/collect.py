@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import platform
+import re
 import subprocess
 
 import matplotlib
@@ -40,6 +41,31 @@ def load_runs(root: str) -> dict:
         with open(path) as f:
             runs[os.path.basename(os.path.dirname(os.path.dirname(path)))] = json.load(f)
     return runs
+
+
+def previous_runs(name: str) -> dict:
+    """The runs of an earlier results/<name>.json; those saved without a command get the one
+    its results/<name>.md names."""
+    path = os.path.join(RESULTS, f"{name}.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        runs = json.load(f)
+    command = None
+    md = os.path.join(RESULTS, f"{name}.md")
+    if os.path.exists(md):
+        with open(md) as f:
+            found = re.search(r"^Runs: `(.+)`$", f.read(), re.MULTILINE)
+        command = found.group(1) if found else None
+    return {n: dict(m, command=m.get("command", command)) for n, m in runs.items()}
+
+
+def made_by(runs: dict) -> list:
+    """Markdown lines: each command and the configs it made."""
+    by_command = {}
+    for name, m in runs.items():
+        by_command.setdefault(m.get("command") or "unknown", []).append(name)
+    return [f"- `{c}`: {', '.join(names)}" for c, names in by_command.items()]
 
 
 def split_name(name: str):
@@ -111,8 +137,12 @@ def main(argv=None):
     parser.add_argument("--name", required=True)
     parser.add_argument("--command", required=True, help="the command that made the runs")
     parser.add_argument("--notes", default="", help="a file whose text is appended (the reading)")
+    parser.add_argument("--merge", action="store_true", help="keep the runs of results/<name>.json "
+                        "that --root does not hold (each with the command that made it)")
     args = parser.parse_args(argv)
-    runs = load_runs(args.root)
+    runs = {name: dict(m, command=args.command) for name, m in load_runs(args.root).items()}
+    if args.merge:
+        runs = dict(sorted({**previous_runs(args.name), **runs}.items()))
     if not runs:
         parser.error(f"no */eval/metrics.json under {args.root}")
     os.makedirs(RESULTS, exist_ok=True)
@@ -121,8 +151,9 @@ def main(argv=None):
                        os.path.join(RESULTS, f"{args.name}_kl_probe.png"))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    text = [f"# {args.name}", "", f"Runs: `{args.command}`",
-            f"Collected: `python experiments/collect.py --root={args.root} --name={args.name}`",
+    text = [f"# {args.name}", "", "Runs:"] + made_by(runs) + [
+            "", f"Collected: `python experiments/collect.py --root={args.root} --name={args.name}"
+            f"{' --merge' if args.merge else ''}`",
             f"Machine: {machine()}; {versions()}; commit {commit}.", "",
             table(runs), "", f"![bpd and FID]({args.name}_bpd_fid.png)",
             f"![KL and probe]({args.name}_kl_probe.png)", ""]

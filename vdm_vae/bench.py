@@ -18,6 +18,7 @@ on 2+ cores, XLA's own multi-threaded convolutions) unless --plain-env is given.
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -236,6 +237,30 @@ def run_one(size: str, encoder: str, args) -> dict:
     return row
 
 
+def calibrate(repeats: int = 10) -> dict:
+    """The machine's speed now, best of `repeats`: a jitted 4096 x 4096 float32 matrix product
+    and a 64 -> 64 3x3 convolution at 28 x 28, batch 64, forward, in GFLOP/s, and memory
+    bandwidth as GB/s read + written by y = 1.5 x + 0.5 over 256 MB of float32."""
+    import jax
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (4096, 4096))
+    x = jax.random.normal(jax.random.PRNGKey(1), (64, 28, 28, 64))
+    k = jax.random.normal(jax.random.PRNGKey(2), (3, 3, 64, 64))
+    v = jax.random.normal(jax.random.PRNGKey(3), (64 * 2 ** 20,))
+    matmul = jax.jit(lambda a: a @ a)
+    conv = jax.jit(lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    out = {}
+    for name, fn, inputs, flops in (("matmul_gflop_per_s", matmul, (a,), 2 * 4096 ** 3),
+                                    ("conv_gflop_per_s", conv, (x, k), 2 * 64 * 784 * 9 * 64 * 64),
+                                    ("stream_gb_per_s", jax.jit(lambda v: 1.5 * v + 0.5), (v,),
+                                     2 * 4 * v.size)):
+        run = functools.partial(lambda f, xs: jax.block_until_ready(f(*xs)), fn, inputs)
+        run()
+        out[name] = flops / 1e9 / min(_timed(run, repeats))
+    return out
+
+
 def _child_argv(args, size: str, encoder: str) -> List[str]:
     argv = [sys.executable, "-m", "vdm_vae.bench", "--one", f"{size}:{encoder}",
             "--batch", str(args.batch), "--repeats", str(args.repeats),
@@ -248,18 +273,20 @@ def _child_argv(args, size: str, encoder: str) -> List[str]:
 
 
 def run_all(args) -> List[dict]:
-    """One child process per (size, encoder); their JSON lines, echoed as they come."""
+    """One child process per (size, encoder), between two calibrations of the machine; their
+    JSON lines, echoed as they come (the calibrations first and last)."""
     env = dict(os.environ) if args.plain_env else cpu_env.with_cpu_settings(os.environ)
     rows = []
-    for size in args.sizes.split(","):
-        for encoder in args.encoders.split(","):
-            result = subprocess.run(_child_argv(args, size, encoder), env=env,
-                                    capture_output=True, text=True)
-            lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
-            if result.returncode or not lines:
-                raise SystemExit(f"bench {size}:{encoder} failed:\n{result.stderr[-3000:]}")
-            print(lines[-1], flush=True)
-            rows.append(json.loads(lines[-1]))
+    jobs = [(s, e) for s in args.sizes.split(",") for e in args.encoders.split(",")]
+    for size, encoder in [("calibrate", "start")] + jobs + [("calibrate", "end")]:
+        result = subprocess.run(_child_argv(args, size, encoder), env=env,
+                                capture_output=True, text=True)
+        lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
+        if result.returncode or not lines:
+            raise SystemExit(f"bench {size}:{encoder} failed:\n{result.stderr[-3000:]}")
+        print(lines[-1], flush=True)
+        rows.append(dict(json.loads(lines[-1]), calibration=encoder)
+                    if size == "calibrate" else json.loads(lines[-1]))
     return rows
 
 
@@ -290,12 +317,21 @@ def _cell(row: dict, key: str, fmt: str) -> str:
 
 def markdown(rows: List[dict], info: dict, command: str) -> str:
     """The results table with the machine, the versions, the command and how to read it."""
+    calibrations = [r for r in rows if "calibration" in r]
+    rows = [r for r in rows if "calibration" not in r]
+    speed = "; ".join(f"at the {c['calibration']}: {c['matmul_gflop_per_s']:.0f} GFLOP/s for a "
+                      f"4096 x 4096 float32 matrix product, {c['conv_gflop_per_s']:.0f} GFLOP/s "
+                      "for a 64 -> 64 3x3 convolution at 28 x 28, batch 64"
+                      + (f", {c['stream_gb_per_s']:.1f} GB/s memory bandwidth"
+                         if "stream_gb_per_s" in c else "") for c in calibrations)
     steps = sorted({r["sample_steps_timed"] for r in rows})
     lines = [
         "# vdm_vae speed", "",
         f"Command: `{command}`", "",
         f"Machine: {info['cpu']}, {info['cores']} cores available, backend {info['backend']} "
         f"({', '.join(info['devices'])}); load average at start {info['load_avg']}.", "",
+        f"Machine speed (shared machines vary from run to run; compare rows of one table "
+        f"only): {speed}.", "",
         f"Versions: python {info['python']}, jax {info['jax']}, jaxlib {info['jaxlib']}, "
         f"flax {info['flax']}. The timed processes ran with "
         f"XLA_FLAGS='{rows[0].get('xla_flags', '')}' and "
@@ -317,7 +353,7 @@ def main(argv: Optional[List[str]] = None):
     args = parse_args(argv)
     if args.one:
         size, encoder = args.one.split(":")
-        row = run_one(size, encoder, args)
+        row = calibrate() if size == "calibrate" else run_one(size, encoder, args)
         row["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
         row["xla_flags"] = os.environ.get("XLA_FLAGS", "")
         print(json.dumps(row), flush=True)

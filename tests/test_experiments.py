@@ -1,0 +1,57 @@
+"""experiments/collect.py: the table comes from the metrics files, merged across calls."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture()
+def collect(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "collect", os.path.join(ROOT, "experiments", "collect.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RESULTS", str(tmp_path / "results"))
+    return module
+
+
+def _write_run(root, name: str, bpd: float):
+    os.makedirs(root / name / "eval")
+    with open(root / name / "eval" / "metrics.json", "w") as f:
+        json.dump({"step": 10, "bpd": bpd, "kl_w_nats": 0.5}, f)
+
+
+def test_merge_keeps_earlier_runs_with_their_commands(collect, tmp_path):
+    _write_run(tmp_path / "a", "mvdm", 1.25)
+    collect.main(["--root", str(tmp_path / "a"), "--name", "t", "--command", "first"])
+    _write_run(tmp_path / "b", "mvdm_oe", 1.5)
+    collect.main(["--root", str(tmp_path / "b"), "--name", "t", "--command", "second",
+                  "--merge"])
+    with open(tmp_path / "results" / "t.json") as f:
+        runs = json.load(f)
+    assert {n: (m["bpd"], m["command"]) for n, m in runs.items()} == {
+        "mvdm": (1.25, "first"), "mvdm_oe": (1.5, "second")}
+    text = (tmp_path / "results" / "t.md").read_text()
+    assert "- `first`: mvdm" in text and "- `second`: mvdm_oe" in text
+    assert "| mvdm | 10 | 1.2500 |" in text and "| mvdm_oe | 10 | 1.5000 |" in text
+
+
+def test_without_merge_only_the_root_counts(collect, tmp_path):
+    _write_run(tmp_path / "a", "mvdm", 1.25)
+    collect.main(["--root", str(tmp_path / "a"), "--name", "t", "--command", "first"])
+    _write_run(tmp_path / "b", "mvdm_oe", 1.5)
+    collect.main(["--root", str(tmp_path / "b"), "--name", "t", "--command", "second"])
+    with open(tmp_path / "results" / "t.json") as f:
+        assert list(json.load(f)) == ["mvdm_oe"]
+
+
+def test_md_of_an_older_collection_names_the_command(collect, tmp_path):
+    os.makedirs(tmp_path / "results")
+    with open(tmp_path / "results" / "t.json", "w") as f:
+        json.dump({"mvdm": {"step": 10, "bpd": 1.0}}, f)
+    (tmp_path / "results" / "t.md").write_text("# t\n\nRuns: `old.sh`\n")
+    assert collect.previous_runs("t")["mvdm"]["command"] == "old.sh"
