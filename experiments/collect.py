@@ -3,7 +3,9 @@
   python experiments/collect.py --root=runs/cpu --name=mnist_mvdm_cpu \
       --command="python experiments/run_grid.py --grid=mvdm --steps=2000 --root=runs/cpu"
 
-Every number comes from the metrics files; the study's numbers are quoted beside ours.
+Every number comes from the metrics files (and a run's eval/w_prior.json, from
+`python -m vdm_vae.fit_prior`, for the bound under the learned prior); the study's numbers are
+quoted beside ours. Each run's evaluation figures are copied to results/<name>_figures/.
 """
 
 import argparse
@@ -12,6 +14,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 
 import matplotlib
@@ -31,16 +34,39 @@ STUDY = {
     "mvdm_te": (1.16660, 131, 0), "mvdm_ue": (1.13258, 187, None), "mvdm": (1.10882, 90, None),
 }
 COLUMNS = ("bpd", "bpd_stderr", "fid", "kl_w_nats", "active_units", "mutual_info_nats",
-           "probe_linear_acc", "probe_linear_acc_random", "probe_linear_acc_pixels")
+           "probe_linear_acc", "probe_linear_acc_random", "probe_linear_acc_pixels",
+           "bpd_learned_prior")
 ENCODER_ORDER = ("oepp", "oe", "se", "te", "ue", "none")
 
 
+FIGURES = ("samples", "guided", "interpolation", "tsne", "w_usage", "kl_per_dim",
+           "samples_learned_prior")
+PRIOR_KEYS = ("bpd_learned_prior", "kl_w_learned_prior_nats")
+
+
 def load_runs(root: str) -> dict:
+    """name -> eval/metrics.json, plus the learned prior's bound where eval/w_prior.json is."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(root, "*", "eval", "metrics.json"))):
         with open(path) as f:
-            runs[os.path.basename(os.path.dirname(os.path.dirname(path)))] = json.load(f)
+            metrics = json.load(f)
+        prior_path = os.path.join(os.path.dirname(path), "w_prior.json")
+        if os.path.exists(prior_path):
+            with open(prior_path) as f:
+                prior = json.load(f)
+            metrics.update({k: prior[k] for k in PRIOR_KEYS if k in prior})
+        runs[os.path.basename(os.path.dirname(os.path.dirname(path)))] = metrics
     return runs
+
+
+def copy_figures(root: str, runs, out_dir: str):
+    """Copies each run's eval figures to out_dir/<run>_<figure>.png."""
+    for name in runs:
+        for figure in FIGURES:
+            path = os.path.join(root, name, "eval", f"{figure}.png")
+            if os.path.exists(path):
+                os.makedirs(out_dir, exist_ok=True)
+                shutil.copyfile(path, os.path.join(out_dir, f"{name}_{figure}.png"))
 
 
 def previous_runs(name: str) -> dict:
@@ -141,6 +167,7 @@ def main(argv=None):
                         "that --root does not hold (each with the command that made it)")
     args = parser.parse_args(argv)
     runs = {name: dict(m, command=args.command) for name, m in load_runs(args.root).items()}
+    copy_figures(args.root, runs, os.path.join(RESULTS, f"{args.name}_figures"))
     if args.merge:
         runs = dict(sorted({**previous_runs(args.name), **runs}.items()))
     if not runs:
@@ -156,7 +183,9 @@ def main(argv=None):
             f"{' --merge' if args.merge else ''}`",
             f"Machine: {machine()}; {versions()}; commit {commit}.", "",
             table(runs), "", f"![bpd and FID]({args.name}_bpd_fid.png)",
-            f"![KL and probe]({args.name}_kl_probe.png)", ""]
+            f"![KL and probe]({args.name}_kl_probe.png)", "",
+            f"Each run's samples, guided generations, interpolation, t-SNE, w-usage profile and KL "
+            f"per dimension: [{args.name}_figures/]({args.name}_figures/).", ""]
     if args.notes:
         with open(args.notes) as f:
             text += [f.read()]

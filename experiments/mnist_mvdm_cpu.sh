@@ -16,6 +16,15 @@ python experiments/run_grid.py --configs="$CONFIGS" \
 --config.training.eval_sample_steps=50 --config.training.eval_num_samples=36" \
   --eval_args="--config.eval.num_test_images=1000 --config.eval.num_fid_samples=0 \
 --config.eval.sample_steps=100 --config.eval.num_probe_train=10000"
+# The learned prior p(w) of the remedy run, and the bound and samples under it.
+PRIOR_CONFIGS=${PRIOR_CONFIGS-mvdm_oe_fb}
+for c in ${PRIOR_CONFIGS//,/ }; do
+  if [[ ",$CONFIGS," == *",$c,"* && ! -f "$ROOT/$c/eval/w_prior.json" ]]; then
+    python -m vdm_vae.fit_prior --config="configs/$c.py" --workdir="$ROOT/$c" \
+      --steps="${PRIOR_STEPS:-3000}" --config.eval.num_test_images=1000 \
+      --config.eval.sample_steps=100
+  fi
+done
 python experiments/collect.py --root="$ROOT" --name=mnist_mvdm_cpu \
   --command="CONFIGS=$CONFIGS STEPS=$STEPS experiments/mnist_mvdm_cpu.sh" --merge \
   ${NOTES:+--notes="$NOTES"}

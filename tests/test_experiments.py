@@ -55,3 +55,17 @@ def test_md_of_an_older_collection_names_the_command(collect, tmp_path):
         json.dump({"mvdm": {"step": 10, "bpd": 1.0}}, f)
     (tmp_path / "results" / "t.md").write_text("# t\n\nRuns: `old.sh`\n")
     assert collect.previous_runs("t")["mvdm"]["command"] == "old.sh"
+
+
+def test_learned_prior_bound_and_figures_are_collected(collect, tmp_path):
+    _write_run(tmp_path / "a", "mvdm_oe", 1.5)
+    with open(tmp_path / "a" / "mvdm_oe" / "eval" / "w_prior.json", "w") as f:
+        json.dump({"bpd_learned_prior": 1.375, "kl_w_learned_prior_nats": 0.25, "steps": 3}, f)
+    (tmp_path / "a" / "mvdm_oe" / "eval" / "interpolation.png").write_bytes(b"png")
+    collect.main(["--root", str(tmp_path / "a"), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        run = json.load(f)["mvdm_oe"]
+    assert (run["bpd_learned_prior"], run["kl_w_learned_prior_nats"]) == (1.375, 0.25)
+    assert "steps" not in run
+    assert (tmp_path / "results" / "t_figures" / "mvdm_oe_interpolation.png").read_bytes() == b"png"
+    assert "| 1.3750 |" in (tmp_path / "results" / "t.md").read_text()
