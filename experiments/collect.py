@@ -37,6 +37,7 @@ COLUMNS = ("bpd", "bpd_stderr", "fid", "kl_w_nats", "active_units", "mutual_info
            "probe_linear_acc", "probe_linear_acc_random", "probe_linear_acc_pixels",
            "bpd_learned_prior")
 ENCODER_ORDER = ("oepp", "oe", "se", "te", "ue", "none")
+LOG_SCALE = ("kl_w_nats",)  # UE's KL is hundreds of times the others
 
 
 FIGURES = ("samples", "guided", "interpolation", "tsne", "w_usage", "kl_per_dim",
@@ -147,11 +148,19 @@ def plot_metric_groups(runs: dict, metrics, path: str):
                 if m is not None and m.get(metric) is not None:
                     xs.append(i + (j - 2.5) * 0.13)
                     ys.append(m[metric])
-            ax.bar(xs, ys, width=0.13, label=enc)
+            if xs:
+                ax.bar(xs, ys, width=0.13, label=enc, color=f"C{j}")
         ax.set_xticks(range(len(vdms)))
         ax.set_xticklabels([v.upper() for v in vdms])
-        ax.set_title(metric)
-    axes[0][0].legend(title="encoder", fontsize=7)
+        ax.set_title(metric + (" (log scale)" if metric in LOG_SCALE else ""))
+        if metric in LOG_SCALE:
+            ax.set_yscale("log")
+    for ax, metric in zip(axes[0], metrics):
+        if ax.containers:
+            ax.legend(title="encoder", fontsize=7)
+        else:
+            ax.text(0.5, 0.5, f"no {metric} in these runs", transform=ax.transAxes,
+                    ha="center", va="center")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
