@@ -22,6 +22,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vdm_vae.bench import cpu_name  # noqa: E402
+from vdm_vae.cpu_env import available_cores  # noqa: E402
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 # The study's MNIST table (BPD, FID from its last batch of 128 samples, encoder KL).
@@ -109,12 +112,7 @@ def _fmt(value) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = f"{names[0]} x {len(names)}" if names else cpu
-    return cpu
+    return f"{cpu_name()} x {available_cores()}"
 
 
 def versions() -> str:
@@ -155,7 +153,6 @@ def plot_metric_groups(runs: dict, metrics, path: str):
         ax.set_title(metric + (" (log scale)" if metric in LOG_SCALE else ""))
         if metric in LOG_SCALE:
             ax.set_yscale("log")
-    for ax, metric in zip(axes[0], metrics):
         if ax.containers:
             ax.legend(title="encoder", fontsize=7)
         else:

@@ -60,19 +60,24 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def platform_info() -> dict:
     """Machine, load, versions and the settings that change speed."""
     import flax
     import jax
     import jaxlib
 
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "load_avg": [round(x, 2) for x in os.getloadavg()],
+    return {"cpu": cpu_name(), "cores": cpu_env.available_cores(),
+            "load_avg": [round(x, 2) for x in os.getloadavg()],
             "backend": jax.default_backend(), "devices": [str(d) for d in jax.local_devices()],
             "python": platform.python_version(), "jax": jax.__version__,
             "jaxlib": jaxlib.__version__, "flax": flax.__version__,
@@ -321,9 +326,8 @@ def markdown(rows: List[dict], info: dict, command: str) -> str:
     rows = [r for r in rows if "calibration" not in r]
     speed = "; ".join(f"at the {c['calibration']}: {c['matmul_gflop_per_s']:.0f} GFLOP/s for a "
                       f"4096 x 4096 float32 matrix product, {c['conv_gflop_per_s']:.0f} GFLOP/s "
-                      "for a 64 -> 64 3x3 convolution at 28 x 28, batch 64"
-                      + (f", {c['stream_gb_per_s']:.1f} GB/s memory bandwidth"
-                         if "stream_gb_per_s" in c else "") for c in calibrations)
+                      f"for a 64 -> 64 3x3 convolution at 28 x 28, batch 64, "
+                      f"{c['stream_gb_per_s']:.1f} GB/s memory bandwidth" for c in calibrations)
     steps = sorted({r["sample_steps_timed"] for r in rows})
     lines = [
         "# vdm_vae speed", "",

@@ -28,7 +28,8 @@ CONV_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 REEXEC_ENV = "VDM_VAE_CPU_REEXEC"  # "0": never restart (also set in the restarted process)
 
 
-def _cores() -> int:
+def available_cores() -> int:
+    """CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
@@ -39,7 +40,7 @@ def with_cpu_settings(env: Mapping[str, str]) -> dict:
     if "glibc.malloc.hugetlb" not in tunables:
         env["GLIBC_TUNABLES"] = ":".join(t for t in (tunables, THP_TUNABLE) if t)
     flags = env.get("XLA_FLAGS", "")
-    if _cores() >= 2 and "xla_cpu_experimental_ynn_fusion_type" not in flags:
+    if available_cores() >= 2 and "xla_cpu_experimental_ynn_fusion_type" not in flags:
         env["XLA_FLAGS"] = " ".join(f for f in (flags, CONV_FLAG) if f)
     return env
 
