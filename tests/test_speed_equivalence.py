@@ -87,3 +87,24 @@ def test_loss_and_gradients_of_the_model_do_not_depend_on_impl():
     results = {i: jax.jit(jax.value_and_grad(loss), static_argnums=1)(variables, c)
                for i, c in configs.items()}
     _close(results["per_example"], results["batched"], rtol=2e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_masks_drop_the_configured_rate_and_rescale_the_rest(rate):
+    """The classic threefry stream of the U-Net's dropout gives Bernoulli(1 - rate) masks."""
+    from vdm_vae import unet
+
+    config = tiny_config(sm_pdrop=rate)
+    block = unet.ResnetBlock(config, 16)
+    x = jax.random.normal(KEY, (32, 8, 8, 16))
+    cond = jnp.zeros((32, 4))
+    params = block.init(KEY, x, cond, True)
+    _, state = block.apply(params, x, cond, False, rngs={"dropout": KEY},
+                           capture_intermediates=True, mutable=["intermediates"])
+    before = state["intermediates"]["GroupNorm_1"]["__call__"][0]
+    after = np.asarray(state["intermediates"]["Dropout_0"]["__call__"][0])
+    kept = after != 0
+    n = kept.size
+    assert abs(1 - kept.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / n)
+    np.testing.assert_allclose(after[kept], np.asarray(nn.swish(before))[kept] / (1 - rate),
+                               rtol=1e-5)
