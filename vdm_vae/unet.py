@@ -40,12 +40,6 @@ def base2_fourier_features(z: jax.Array, start: int = 6, stop: int = 8) -> jax.A
     return jnp.concatenate([jnp.sin(h), jnp.cos(h)], axis=-1)
 
 
-# Dropout masks from the classic threefry stream, which hashes once per two bits-words instead
-# of once per word: the same Bernoulli(1 - rate) masks from half the hashing (pmap needs no
-# partitionable stream).
-DROPOUT_THREEFRY_PARTITIONABLE = False
-
-
 def _conv(features: int, name: str, dtype, zero: bool = False) -> nn.Conv:
     init = nn.initializers.zeros if zero else nn.linear.default_kernel_init
     return nn.Conv(features, (3, 3), kernel_init=init, dtype=dtype, name=name)
@@ -68,7 +62,10 @@ class ResnetBlock(nn.Module):
         h = h + nn.Dense(out_ch, use_bias=False, kernel_init=nn.initializers.zeros,
                          dtype=self.dtype, name="cond_proj")(cond)[:, None, None, :]
         h = nn.swish(GroupNorm(groups, dtype=self.dtype, name="GroupNorm_1")(h))
-        with jax.threefry_partitionable(DROPOUT_THREEFRY_PARTITIONABLE):
+        # The classic threefry stream hashes once per two random words, the partitionable one
+        # once per word: the same Bernoulli(1 - rate) masks from half the hashing (pmap needs
+        # no partitionable stream).
+        with jax.threefry_partitionable(False):
             h = nn.Dropout(rate=self.config.sm_pdrop, name="Dropout_0")(
                 h, deterministic=deterministic)
         h = _conv(out_ch, "conv2", self.dtype, zero=True)(h)
