@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import perturb, random_images, tiny_config
 
+from vdm_vae import dropout
 from vdm_vae.attention import attention, resolve_impl
 from vdm_vae.group_norm import GroupNorm
 from vdm_vae.model import VDMVAE, init_params
@@ -106,3 +107,35 @@ def test_dropout_masks_drop_the_configured_rate_and_rescale_the_rest(rate):
     assert abs(1 - kept.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / kept.size)
     np.testing.assert_allclose(after[kept], np.asarray(nn.swish(before))[kept] / (1 - rate),
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 10, 11, 4097])
+def test_unrolled_threefry_gives_the_bits_of_the_classic_stream(n):
+    for key in (jax.random.PRNGKey(3), jax.random.key(11)):
+        with jax.threefry_partitionable(False):
+            expected = jax.random.bits(key, (n,), jnp.uint32)
+        np.testing.assert_array_equal(jax.jit(dropout.classic_bits, static_argnums=1)(key, n),
+                                      expected)
+
+
+@pytest.mark.parametrize("p, shape", [(0.9, (4, 7, 7, 3)), (0.5, (5, 3)), (1 / 3, (33,)),
+                                      (0.1, (2, 9, 9, 4)), (2**-24, (64,)), (1.0, (6,))])
+def test_bernoulli_masks_equal_jax_classic_stream(p, shape):
+    key = jax.random.fold_in(KEY, 5)
+    with jax.threefry_partitionable(False):
+        expected = jax.random.bernoulli(key, p, shape)
+    mask = dropout.bernoulli(key, p, shape)
+    assert mask.shape == shape and mask.dtype == jnp.bool_
+    np.testing.assert_array_equal(mask, expected)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.5, 1.0])
+def test_dropout_equals_flax_dropout_of_the_classic_stream(rate):
+    x = jax.random.normal(KEY, (3, 6, 6, 8))
+    ours, flax_dropout = dropout.Dropout(rate), nn.Dropout(rate)
+    rngs = {"dropout": jax.random.PRNGKey(9)}
+    with jax.threefry_partitionable(False):
+        expected = flax_dropout.apply({}, x, deterministic=False, rngs=rngs)
+    got = jax.jit(lambda x: ours.apply({}, x, False, rngs=rngs))(x)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(ours.apply({}, x, True), x)

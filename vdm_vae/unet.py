@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vdm_vae.attention import attention
+from vdm_vae.dropout import Dropout
 from vdm_vae.group_norm import GroupNorm
 from vdm_vae.model_config import ModelConfig
 
@@ -62,12 +63,7 @@ class ResnetBlock(nn.Module):
         h = h + nn.Dense(out_ch, use_bias=False, kernel_init=nn.initializers.zeros,
                          dtype=self.dtype, name="cond_proj")(cond)[:, None, None, :]
         h = nn.swish(GroupNorm(groups, dtype=self.dtype, name="GroupNorm_1")(h))
-        # The classic threefry stream hashes once per two random words, the partitionable one
-        # once per word: the same Bernoulli(1 - rate) masks from half the hashing (pmap needs
-        # no partitionable stream).
-        with jax.threefry_partitionable(False):
-            h = nn.Dropout(rate=self.config.sm_pdrop, name="Dropout_0")(
-                h, deterministic=deterministic)
+        h = Dropout(self.config.sm_pdrop, name="Dropout_0")(h, deterministic)
         h = _conv(out_ch, "conv2", self.dtype, zero=True)(h)
         if x.shape[-1] != out_ch:
             x = nn.Dense(out_ch, dtype=self.dtype, name="nin_shortcut")(x)
