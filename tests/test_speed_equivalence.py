@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import perturb, random_images, tiny_config
 
-from vdm_vae import dropout
+from vdm_vae import dense, dropout
 from vdm_vae.attention import attention, resolve_impl
 from vdm_vae.group_norm import GroupNorm
 from vdm_vae.model import VDMVAE, init_params
@@ -139,3 +139,20 @@ def test_dropout_equals_flax_dropout_of_the_classic_stream(rate):
     got = jax.jit(lambda x: ours.apply({}, x, False, rngs=rngs))(x)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(ours.apply({}, x, True), x)
+
+
+@pytest.mark.parametrize("shape, dtype", [((2, 5, 5, 12), None), ((3, 7, 12), None),
+                                          ((4, 12), jnp.bfloat16)])
+def test_dense_matches_flax_dense_values_gradients_and_parameters(shape, dtype):
+    x = jax.random.normal(KEY, shape)
+    ours, flax_dense = dense.Dense(6, dtype=dtype), nn.Dense(6, dtype=dtype)
+    variables = perturb(flax_dense.init(KEY, x), seed=3)
+    assert (jax.tree_util.tree_map(jnp.shape, ours.init(KEY, x))
+            == jax.tree_util.tree_map(jnp.shape, variables))
+    tol = 1e-2 if dtype == jnp.bfloat16 else 1e-5
+    outs = [jax.jit(m.apply)(variables, x) for m in (ours, flax_dense)]
+    assert outs[0].dtype == outs[1].dtype
+    _close(outs[0], outs[1], rtol=tol, atol=tol)
+    grads = [jax.jit(jax.grad(lambda v, x, m=m: jnp.sum(jnp.sin(m.apply(v, x))), argnums=(0, 1)))(
+        variables, x) for m in (ours, flax_dense)]
+    _close(grads[0], grads[1], rtol=tol, atol=tol)

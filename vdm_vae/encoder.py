@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from vdm_vae.attention import attention
+from vdm_vae.dense import Dense
 from vdm_vae.group_norm import GroupNorm
 from vdm_vae.model_config import EncoderConfig
 from vdm_vae.unet import timestep_embedding
@@ -46,8 +47,8 @@ class EncoderAttention(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         b, hh, ww, c = x.shape
         h = GroupNorm(self.groups, epsilon=1e-6, name="group_norm")(x).reshape(b, hh * ww, c)
-        q, k, v = (nn.Dense(c, name=n)(h) for n in ("to_q", "to_k", "to_v"))
-        h = nn.Dense(c, name="to_out_0")(attention(q, k, v, self.impl))
+        q, k, v = (Dense(c, name=n)(h) for n in ("to_q", "to_k", "to_v"))
+        h = Dense(c, name="to_out_0")(attention(q, k, v, self.impl))
         return x + h.reshape(b, hh, ww, c)
 
 

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vdm_vae.attention import attention
+from vdm_vae.dense import Dense
 from vdm_vae.dropout import Dropout
 from vdm_vae.group_norm import GroupNorm
 from vdm_vae.model_config import ModelConfig
@@ -66,7 +67,7 @@ class ResnetBlock(nn.Module):
         h = Dropout(self.config.sm_pdrop, name="Dropout_0")(h, deterministic)
         h = _conv(out_ch, "conv2", self.dtype, zero=True)(h)
         if x.shape[-1] != out_ch:
-            x = nn.Dense(out_ch, dtype=self.dtype, name="nin_shortcut")(x)
+            x = Dense(out_ch, dtype=self.dtype, name="nin_shortcut")(x)
         return x + h
 
 
@@ -82,10 +83,10 @@ class AttnBlock(nn.Module):
         """Args: x [B,H,W,C]. Returns: [B,H,W,C]."""
         b, hh, ww, c = x.shape
         h = GroupNorm(self.norm_groups, dtype=self.dtype, name="GroupNorm_0")(x)
-        q, k, v = (nn.Dense(c, dtype=self.dtype, name=n)(h).reshape(b, hh * ww, c)
+        q, k, v = (Dense(c, dtype=self.dtype, name=n)(h).reshape(b, hh * ww, c)
                    for n in ("q", "k", "v"))
         h = attention(q, k, v, self.impl).reshape(b, hh, ww, c)
-        h = nn.Dense(c, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="proj_out")(h)
+        h = Dense(c, kernel_init=nn.initializers.zeros, dtype=self.dtype, name="proj_out")(h)
         return x + h
 
 
