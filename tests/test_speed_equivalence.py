@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import perturb, random_images, tiny_config
 
-from vdm_vae import dense, dropout
+from vdm_vae import dropout, layers
 from vdm_vae.attention import attention, resolve_impl
 from vdm_vae.group_norm import GroupNorm
 from vdm_vae.model import VDMVAE, init_params
@@ -145,7 +145,7 @@ def test_dropout_equals_flax_dropout_of_the_classic_stream(rate):
                                           ((4, 12), jnp.bfloat16)])
 def test_dense_matches_flax_dense_values_gradients_and_parameters(shape, dtype):
     x = jax.random.normal(KEY, shape)
-    ours, flax_dense = dense.Dense(6, dtype=dtype), nn.Dense(6, dtype=dtype)
+    ours, flax_dense = layers.Dense(6, dtype=dtype), nn.Dense(6, dtype=dtype)
     variables = perturb(flax_dense.init(KEY, x), seed=3)
     assert (jax.tree_util.tree_map(jnp.shape, ours.init(KEY, x))
             == jax.tree_util.tree_map(jnp.shape, variables))
@@ -156,3 +156,69 @@ def test_dense_matches_flax_dense_values_gradients_and_parameters(shape, dtype):
     grads = [jax.jit(jax.grad(lambda v, x, m=m: jnp.sum(jnp.sin(m.apply(v, x))), argnums=(0, 1)))(
         variables, x) for m in (ours, flax_dense)]
     _close(grads[0], grads[1], rtol=tol, atol=tol)
+
+
+def _value_and_grads(fn, variables, *inputs):
+    """fn(variables, *inputs) and the gradient of sum(sin(fn)) in the variables and inputs."""
+    def loss(v, *xs):
+        return jnp.sum(jnp.sin(jnp.concatenate(
+            [o.reshape(-1) for o in jax.tree_util.tree_leaves(fn(v, *xs))])))
+
+    return jax.jit(fn)(variables, *inputs), jax.jit(jax.grad(loss, argnums=tuple(
+        range(len(inputs) + 1))))(variables, *inputs)
+
+
+@pytest.mark.parametrize("split, groups", [((8, 16), 6), ((4, 4, 16), 12), ((10, 14), 6)])
+def test_group_norm_of_parts_equals_group_norm_of_their_concatenation(split, groups):
+    """(10, 14) with 6 groups of 4 channels has a group across the parts."""
+    keys = jax.random.split(KEY, len(split))
+    parts = [2.0 * jax.random.normal(k, (2, 5, 5, c)) + 1.0 for k, c in zip(keys, split)]
+    whole = jnp.concatenate(parts, axis=-1)
+    gn = GroupNorm(groups)
+    variables = perturb(gn.init(KEY, whole), seed=2)
+    assert jax.tree_util.tree_map(jnp.shape, gn.init(KEY, parts)) == jax.tree_util.tree_map(
+        jnp.shape, variables)
+    out_parts, grads_parts = _value_and_grads(lambda v, *ps: gn.apply(v, list(ps)), variables,
+                                              *parts)
+    out_whole, grads_whole = _value_and_grads(gn.apply, variables, whole)
+    _close(jnp.concatenate(out_parts, axis=-1), out_whole)
+    _close(grads_parts[0], grads_whole[0])
+    _close(jnp.concatenate(grads_parts[1:], axis=-1), grads_whole[1])
+
+
+@pytest.mark.parametrize("split", [(12,), (8, 4)])
+def test_conv3x3_and_dense_of_parts_equal_flax_layers_on_the_concatenation(split):
+    keys = jax.random.split(KEY, len(split))
+    parts = [jax.random.normal(k, (2, 6, 6, c)) for k, c in zip(keys, split)]
+    whole = jnp.concatenate(parts, axis=-1)
+    for ours, theirs in ((layers.Conv3x3(5), nn.Conv(5, (3, 3))),
+                         (layers.Dense(5), nn.Dense(5))):
+        variables = perturb(theirs.init(KEY, whole), seed=4)
+        assert (jax.tree_util.tree_map(jnp.shape, ours.init(KEY, parts))
+                == jax.tree_util.tree_map(jnp.shape, variables))
+        out_parts, grads_parts = _value_and_grads(
+            lambda v, *ps, layer=ours: layer.apply(v, list(ps)), variables, *parts)
+        out_whole, grads_whole = _value_and_grads(theirs.apply, variables, whole)
+        _close(out_parts, out_whole)
+        _close(grads_parts[0], grads_whole[0], rtol=1e-4, atol=1e-5)
+        _close(jnp.concatenate(grads_parts[1:], axis=-1), grads_whole[1])
+
+
+def test_up_block_on_h_and_skip_equals_the_block_on_their_concatenation():
+    config = tiny_config(sm_pdrop=0.3)
+    h, skip = (jax.random.normal(k, (4, 6, 6, 16)) for k in jax.random.split(KEY))
+    cond = jax.random.normal(KEY, (4, 5))
+    block = ResnetBlock(config, 16)
+    variables = perturb(block.init(KEY, jnp.concatenate([h, skip], -1), cond, True), seed=6)
+    rngs = {"dropout": jax.random.PRNGKey(2)}
+
+    def apply(v, *xs):  # xs: (h, skip, cond) or (concatenation, cond)
+        return block.apply(v, xs[:-1] if len(xs) > 2 else xs[0], xs[-1], False, rngs=rngs)
+
+    out_parts, grads_parts = _value_and_grads(apply, variables, h, skip, cond)
+    out_whole, grads_whole = _value_and_grads(apply, variables, jnp.concatenate([h, skip], -1),
+                                              cond)
+    _close(out_parts, out_whole, rtol=1e-5, atol=1e-5)
+    _close(grads_parts[0], grads_whole[0], rtol=1e-4, atol=1e-4)
+    _close(jnp.concatenate(grads_parts[1:3], axis=-1), grads_whole[1], rtol=1e-4, atol=1e-5)
+    _close(grads_parts[3], grads_whole[2], rtol=1e-4, atol=1e-5)

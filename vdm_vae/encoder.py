@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from vdm_vae.attention import attention
-from vdm_vae.dense import Dense
 from vdm_vae.group_norm import GroupNorm
+from vdm_vae.layers import Dense
 from vdm_vae.model_config import EncoderConfig
 from vdm_vae.unet import timestep_embedding
 

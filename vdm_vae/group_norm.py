@@ -14,6 +14,9 @@ from typing import Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from vdm_vae.layers import Parts, as_parts, channel_slices
 
 
 class GroupNorm(nn.Module):
@@ -27,20 +30,39 @@ class GroupNorm(nn.Module):
     dtype: Optional[jnp.dtype] = None
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        """Args: x [B, ..., C], C divisible by num_groups. Returns: x's shape, in self.dtype
-        (default: x and the parameters promoted)."""
-        b, c, g = x.shape[0], x.shape[-1], self.num_groups
+    def __call__(self, x: Parts) -> Parts:
+        """Args: x [B, ..., C], C divisible by num_groups, or a sequence of channel parts
+        [B, ..., C_k] that stand for their concatenation (never formed where every C_k is a
+        multiple of C / num_groups, so that no group spans two parts).
+        Returns: x's shape (a tuple of the parts' shapes for parts), in self.dtype (default:
+        x and the parameters promoted)."""
+        parts = as_parts(x)
+        c, g = sum(p.shape[-1] for p in parts), self.num_groups
         if c % g:
             raise ValueError(f"GroupNorm: {g} groups do not divide {c} channels.")
-        flat = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(b, -1, c)  # [B,N,C]
-        sums = jnp.stack([jnp.sum(flat, axis=1), jnp.sum(jnp.square(flat), axis=1)])  # [2,B,C]
-        mean, mean_sq = jnp.sum(sums.reshape(2, b, g, c // g), axis=-1) / (flat.shape[1] * c // g)
-        var = jnp.maximum(0.0, mean_sq - jnp.square(mean))  # [B, G]
         scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-        per_channel = (b,) + (1,) * (x.ndim - 2) + (c,)
-        mul = jnp.repeat(jax.lax.rsqrt(var + self.epsilon), c // g, axis=1) * scale  # [B, C]
-        shift = jnp.repeat(mean, c // g, axis=1)
-        y = (x - shift.reshape(per_channel)) * mul.reshape(per_channel) + bias
-        return y.astype(self.dtype or jnp.result_type(x, scale, bias))
+        if any(p.shape[-1] % (c // g) for p in parts):  # a group spans two parts
+            whole = jnp.concatenate(parts, axis=-1)
+            out = _normalize(whole, g, scale, bias, self.epsilon, self.dtype)
+            bounds = np.cumsum([p.shape[-1] for p in parts])[:-1]
+            return tuple(jnp.split(out, bounds, axis=-1))
+        out = tuple(_normalize(p, p.shape[-1] // (c // g), scale[a:b], bias[a:b], self.epsilon,
+                               self.dtype) for p, (a, b) in zip(parts, channel_slices(parts)))
+        return out if isinstance(x, (list, tuple)) else out[0]
+
+
+def _normalize(x: jax.Array, groups: int, scale: jax.Array, bias: jax.Array, epsilon: float,
+               dtype) -> jax.Array:
+    """GroupNorm of x [B, ..., C] with parameters scale, bias [C]."""
+    b, c = x.shape[0], x.shape[-1]
+    flat = x.astype(jnp.promote_types(x.dtype, jnp.float32)).reshape(b, -1, c)  # [B,N,C]
+    sums = jnp.stack([jnp.sum(flat, axis=1), jnp.sum(jnp.square(flat), axis=1)])  # [2,B,C]
+    mean, mean_sq = jnp.sum(sums.reshape(2, b, groups, c // groups), axis=-1) / (
+        flat.shape[1] * c // groups)
+    var = jnp.maximum(0.0, mean_sq - jnp.square(mean))  # [B, G]
+    per_channel = (b,) + (1,) * (x.ndim - 2) + (c,)
+    mul = jnp.repeat(jax.lax.rsqrt(var + epsilon), c // groups, axis=1) * scale  # [B, C]
+    shift = jnp.repeat(mean, c // groups, axis=1)
+    y = (x - shift.reshape(per_channel)) * mul.reshape(per_channel) + bias
+    return y.astype(dtype or jnp.result_type(x, scale, bias))

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vdm_vae.attention import attention
-from vdm_vae.dense import Dense
 from vdm_vae.dropout import Dropout
 from vdm_vae.group_norm import GroupNorm
+from vdm_vae.layers import Conv3x3, Dense, Parts, as_parts
 from vdm_vae.model_config import ModelConfig
 
 
@@ -42,9 +42,9 @@ def base2_fourier_features(z: jax.Array, start: int = 6, stop: int = 8) -> jax.A
     return jnp.concatenate([jnp.sin(h), jnp.cos(h)], axis=-1)
 
 
-def _conv(features: int, name: str, dtype, zero: bool = False) -> nn.Conv:
+def _conv(features: int, name: str, dtype, zero: bool = False) -> Conv3x3:
     init = nn.initializers.zeros if zero else nn.linear.default_kernel_init
-    return nn.Conv(features, (3, 3), kernel_init=init, dtype=dtype, name=name)
+    return Conv3x3(features, kernel_init=init, dtype=dtype, name=name)
 
 
 class ResnetBlock(nn.Module):
@@ -55,20 +55,24 @@ class ResnetBlock(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, cond: jax.Array, deterministic: bool) -> jax.Array:
-        """Args: x [B,H,W,C], cond [B,D]. Returns: [B,H,W,out_ch]."""
+    def __call__(self, x: Parts, cond: jax.Array, deterministic: bool) -> jax.Array:
+        """Args: x [B,H,W,C] or its channel parts (an up block's (h, skip): the concatenation
+        is never formed), cond [B,D]. Returns: [B,H,W,out_ch]."""
         groups = self.config.sm_norm_groups
-        out_ch = x.shape[-1] if self.out_ch is None else self.out_ch
-        h = nn.swish(GroupNorm(groups, dtype=self.dtype, name="GroupNorm_0")(x))
+        parts = as_parts(x)
+        in_ch = sum(p.shape[-1] for p in parts)
+        out_ch = in_ch if self.out_ch is None else self.out_ch
+        h = [nn.swish(p) for p in as_parts(
+            GroupNorm(groups, dtype=self.dtype, name="GroupNorm_0")(parts))]
         h = _conv(out_ch, "conv1", self.dtype)(h)
         h = h + nn.Dense(out_ch, use_bias=False, kernel_init=nn.initializers.zeros,
                          dtype=self.dtype, name="cond_proj")(cond)[:, None, None, :]
         h = nn.swish(GroupNorm(groups, dtype=self.dtype, name="GroupNorm_1")(h))
         h = Dropout(self.config.sm_pdrop, name="Dropout_0")(h, deterministic)
         h = _conv(out_ch, "conv2", self.dtype, zero=True)(h)
-        if x.shape[-1] != out_ch:
-            x = Dense(out_ch, dtype=self.dtype, name="nin_shortcut")(x)
-        return x + h
+        if in_ch != out_ch:
+            return Dense(out_ch, dtype=self.dtype, name="nin_shortcut")(parts) + h
+        return (parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)) + h
 
 
 class AttnBlock(nn.Module):
@@ -133,8 +137,8 @@ class ScoreUNet(nn.Module):
         h = ResnetBlock(c, None, dtype, name="mid.block_2")(h, temb, deterministic)
 
         for i in range(c.sm_n_layer + 1):
-            h = jnp.concatenate([h, hs.pop()], axis=-1)
-            h = ResnetBlock(c, n_embd, dtype, name=f"up.block_{i}")(h, temb, deterministic)
+            h = ResnetBlock(c, n_embd, dtype, name=f"up.block_{i}")((h, hs.pop()), temb,
+                                                                   deterministic)
             if c.with_attention:
                 h = AttnBlock(c.sm_norm_groups, dtype, c.attention_impl, name=f"up.attn_{i}")(h)
 
