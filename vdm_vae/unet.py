@@ -62,8 +62,7 @@ class ResnetBlock(nn.Module):
         parts = as_parts(x)
         in_ch = sum(p.shape[-1] for p in parts)
         out_ch = in_ch if self.out_ch is None else self.out_ch
-        h = [nn.swish(p) for p in as_parts(
-            GroupNorm(groups, dtype=self.dtype, name="GroupNorm_0")(parts))]
+        h = [nn.swish(p) for p in GroupNorm(groups, dtype=self.dtype, name="GroupNorm_0")(parts)]
         h = _conv(out_ch, "conv1", self.dtype)(h)
         h = h + nn.Dense(out_ch, use_bias=False, kernel_init=nn.initializers.zeros,
                          dtype=self.dtype, name="cond_proj")(cond)[:, None, None, :]
