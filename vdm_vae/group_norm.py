@@ -16,7 +16,6 @@ from typing import Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vdm_vae.layers import Parts, as_parts, channel_slices
 
@@ -47,8 +46,7 @@ class GroupNorm(nn.Module):
         if any(p.shape[-1] % (c // g) for p in parts):  # a group spans two parts
             whole = jnp.concatenate(parts, axis=-1)
             out = _normalize(whole, g, scale, bias, self.epsilon, self.dtype)
-            bounds = np.cumsum([p.shape[-1] for p in parts])[:-1]
-            return tuple(jnp.split(out, bounds, axis=-1))
+            return tuple(out[..., a:b] for a, b in channel_slices(parts))
         out = tuple(_normalize(p, p.shape[-1] // (c // g), scale[a:b], bias[a:b], self.epsilon,
                                self.dtype) for p, (a, b) in zip(parts, channel_slices(parts)))
         return out if isinstance(x, (list, tuple)) else out[0]

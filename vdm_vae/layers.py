@@ -42,9 +42,10 @@ def channel_slices(parts: Sequence[jax.Array]):
         start += p.shape[-1]
 
 
-def _total(arrays) -> jax.Array:
-    """The sum of the arrays, without a leading 0."""
-    return functools.reduce(operator.add, arrays)
+def _sum_over_parts(parts: Sequence[jax.Array], apply: Callable) -> jax.Array:
+    """The sum over the parts of apply(part, start, stop), without a leading 0."""
+    return functools.reduce(operator.add, (apply(p, a, b)
+                                           for p, (a, b) in zip(parts, channel_slices(parts))))
 
 
 @jax.custom_vjp
@@ -86,7 +87,7 @@ class Dense(nn.Module):
         bias = (self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
                 if self.use_bias else None)
         *parts, kernel, bias = promote_dtype(*parts, kernel, bias, dtype=self.dtype)
-        y = _total(contract_last(p, kernel[a:b]) for p, (a, b) in zip(parts, channel_slices(parts)))
+        y = _sum_over_parts(parts, lambda p, a, b: contract_last(p, kernel[a:b]))
         return y + bias if bias is not None else y
 
 
@@ -110,7 +111,6 @@ class Conv3x3(nn.Module):
                             jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         *parts, kernel, bias = promote_dtype(*parts, kernel, bias, dtype=self.dtype)
-        y = _total(lax.conv_general_dilated(p, kernel[:, :, a:b], (1, 1), "SAME",
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
-                   for p, (a, b) in zip(parts, channel_slices(parts)))
+        y = _sum_over_parts(parts, lambda p, a, b: lax.conv_general_dilated(
+            p, kernel[:, :, a:b], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
         return y + bias
