@@ -3,17 +3,23 @@
   python experiments/run_grid.py --grid=mnist --steps=100000 --root=runs/grid
   python experiments/run_grid.py --grid=mvdm --steps=2000 --root=runs/cpu \
       --eval_args="--config.eval.num_fid_samples=0 --config.eval.num_test_images=2000"
+  python experiments/run_grid.py --configs=mnist_cpu_uncond,mnist_cpu --jobs=2
 
 A run is finished when its workdir holds eval/metrics.json for the requested step count.
+Runs live under --root (default $VDM_VAE_RUNS or ~/.cache/vdm_vae/runs, outside the work
+tree); every run resumes from its last checkpoint. With --jobs=N, N runs go at once, each
+pinned to its own core, so each run's CPU time is its own.
 Afterwards `python experiments/collect.py --root=... --name=...` writes the table and plots.
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,33 +47,78 @@ def is_finished(workdir: str, steps: int) -> bool:
         return json.load(f).get("step") == steps
 
 
-def run(cmd, log_path: str) -> int:
-    """Runs `cmd`, streaming its output to the console and to log_path."""
-    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+DEFAULT_ROOT = os.path.join(
+    os.environ.get("VDM_VAE_RUNS", os.path.join(os.path.expanduser("~"), ".cache", "vdm_vae",
+                                                "runs")))
+_PRINT = threading.Lock()
+
+
+def run(cmd, log_path: str, prefix: str = "", cores=None) -> int:
+    """Runs `cmd` (pinned to `cores` if given), streaming its output to the console, each line
+    after `prefix`, and to log_path."""
+    with _PRINT:
+        print(prefix + "$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     with open(log_path, "a") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+                                text=True, preexec_fn=pin)
         for line in proc.stdout:
-            sys.stdout.write(line)
+            with _PRINT:
+                sys.stdout.write(prefix + line)
+                sys.stdout.flush()
             log.write(line)
+            log.flush()
         return proc.wait()
 
 
-def train_and_eval(name: str, args) -> bool:
+def train_and_eval(name: str, args, cores=None) -> bool:
     """Trains (resuming) and evaluates one config; True on success."""
     workdir = os.path.join(args.root, name)
-    if is_finished(workdir, args.steps):
+    if is_finished(workdir, args.steps or _config_steps(name)):
         print(f"[{name}] finished already, skipped.", flush=True)
         return True
     os.makedirs(workdir, exist_ok=True)
     log = os.path.join(workdir, "grid.log")
-    config = [f"--config=configs/{name}.py", f"--workdir={workdir}",
-              f"--config.training.num_steps_train={args.steps}"] + shlex.split(args.train_args)
-    if run([sys.executable, "main.py"] + config, log) != 0:
+    config = [f"--config=configs/{name}.py", f"--workdir={workdir}"]
+    if args.steps:
+        config.append(f"--config.training.num_steps_train={args.steps}")
+    config += shlex.split(args.train_args)
+    prefix = f"[{name}] " if args.jobs > 1 else ""
+    if run([sys.executable, "main.py"] + config, log, prefix, cores) != 0:
         return False
     return run([sys.executable, "main.py", "--mode=eval"] + config + shlex.split(args.eval_args),
-               log) == 0
+               log, prefix, cores) == 0
+
+
+def _config_steps(name: str) -> int:
+    """num_steps_train of configs/<name>.py."""
+    sys.path.insert(0, ROOT)
+    import importlib
+
+    return importlib.import_module(f"configs.{name}").get_config().training.num_steps_train
+
+
+def run_all(names, args) -> list:
+    """Runs the configs, args.jobs at a time, each job pinned to its own core; the failed."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if args.jobs == 1 or len(cores) < args.jobs:
+        return [n for n in names if not train_and_eval(n, args)]
+    free = list(range(args.jobs))
+    lock = threading.Lock()
+
+    def one(name):
+        with lock:
+            slot = free.pop()
+        try:
+            share = cores[slot::args.jobs]
+            return None if train_and_eval(name, args, set(share)) else name
+        finally:
+            with lock:
+                free.append(slot)
+
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        return [n for n in pool.map(one, names) if n is not None]
 
 
 def main(argv=None):
@@ -75,13 +126,17 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", default="mnist", help=f"one of {sorted(GRIDS)}")
     parser.add_argument("--configs", default="", help="comma-separated config names (overrides)")
-    parser.add_argument("--steps", type=int, default=100_000, help="training steps per run")
-    parser.add_argument("--root", default="runs/grid", help="folder of the workdirs")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="training steps per run (0: each config's own)")
+    parser.add_argument("--root", default=DEFAULT_ROOT, help="folder of the workdirs")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one core each")
     parser.add_argument("--train_args", default="", help="extra main.py flags for training")
     parser.add_argument("--eval_args", default="", help="extra main.py flags for evaluation")
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error(f"--steps={args.steps}: expected a positive int")
+    if args.steps < 0:
+        parser.error(f"--steps={args.steps}: expected a positive int, or 0 for the config's")
+    if args.jobs < 1:
+        parser.error(f"--jobs={args.jobs}: expected a positive int")
     if args.configs:
         names = args.configs.split(",")
     elif args.grid in GRIDS:
@@ -91,12 +146,10 @@ def main(argv=None):
     missing = [n for n in names if not os.path.exists(os.path.join(ROOT, "configs", f"{n}.py"))]
     if missing:
         parser.error(f"no config file configs/{missing[0]}.py")
-    start, failed = time.time(), []
-    for i, name in enumerate(names):
-        print(f"=== [{i + 1}/{len(names)}] {name} ({time.time() - start:.0f}s elapsed)",
-              flush=True)
-        if not train_and_eval(name, args):
-            failed.append(name)
+    start = time.time()
+    print(f"=== {len(names)} runs under {args.root}, {args.jobs} at a time", flush=True)
+    failed = run_all(names, args)
+    print(f"=== done in {time.time() - start:.0f}s", flush=True)
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
 

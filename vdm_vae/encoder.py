@@ -1,8 +1,10 @@
 """Encoder q(w|x) = N(mu(x), sigma(x)^2): diffusers' VAE `Encoder` with one block, in Flax.
 
-With a single entry in `block_out_channels` the diffusers encoder never downsamples, so
+With a single down block (`channel_mult=(1,)`) the diffusers encoder never downsamples, so
 conv_out gives a one-channel H x W map that a Dense layer turns into mean and log-variance
 (as the study did). Parameter counts: OE++ 716,481, OE 515,521, SE 261,793, TE 216,529.
+More entries in `channel_mult` add down blocks, each after a stride-2 convolution (diffusers'
+Downsample2D: pad right and bottom by one, 3x3 convolution, stride 2, no padding).
 """
 
 from typing import Optional, Tuple
@@ -69,13 +71,18 @@ class Encoder(nn.Module):
         c = self.config
         ch, groups = c.block_out_channels, c.norm_num_groups
         h = nn.Conv(ch, (3, 3), name="conv_in")(x)
-        for i in range(c.layers_per_block):
-            h = EncoderResnet(ch, groups, name=f"down_blocks_0_resnets_{i}")(h)
-        h = EncoderResnet(ch, groups, name="mid_block_resnets_0")(h)
+        for level, mult in enumerate(c.channel_mult):
+            if level > 0:
+                h = jnp.pad(h, ((0, 0), (0, 1), (0, 1), (0, 0)))
+                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), padding="VALID",
+                            name=f"down_blocks_{level - 1}_downsamplers_0")(h)
+            for i in range(c.layers_per_block):
+                h = EncoderResnet(ch * mult, groups, name=f"down_blocks_{level}_resnets_{i}")(h)
+        h = EncoderResnet(h.shape[-1], groups, name="mid_block_resnets_0")(h)
         h = EncoderAttention(groups, self.attention_impl, name="mid_block_attentions_0")(h)
-        h = EncoderResnet(ch, groups, name="mid_block_resnets_1")(h)
+        h = EncoderResnet(h.shape[-1], groups, name="mid_block_resnets_1")(h)
         h = nn.silu(GroupNorm(groups, epsilon=1e-6, name="conv_norm_out")(h))
-        h = nn.Conv(1, (3, 3), name="conv_out")(h)
+        h = nn.Conv(c.out_channels, (3, 3), name="conv_out")(h)
         h = h.reshape(h.shape[0], -1)
         if c.kind == "conv_time":
             if t is None:

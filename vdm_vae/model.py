@@ -13,6 +13,7 @@ from vdm_vae.encoder import Encoder
 from vdm_vae.model_config import ModelConfig
 from vdm_vae.schedules import make_schedule
 from vdm_vae.unet import ScoreUNet
+from vdm_vae.unet_multires import MultiResScoreUNet
 
 
 @flax.struct.dataclass
@@ -44,13 +45,15 @@ class VDMVAE(nn.Module):
 
     Submodules `score_model` and `gamma` carry google-research/vdm's names, so an
     unconditional parameter tree of the original loads unchanged; `encoder` is added when
-    config.encoder.kind != "none".
+    config.encoder.kind != "none". With more than one entry in config.sm_ch_mult the score
+    model is the multi-resolution U-Net instead of the original's.
     """
 
     config: ModelConfig
 
     def setup(self):
-        self.score_model = ScoreUNet(self.config)
+        unet = MultiResScoreUNet if len(self.config.sm_ch_mult) > 1 else ScoreUNet
+        self.score_model = unet(self.config)
         self.gamma = make_schedule(self.config)
         if self.config.conditional:
             self.encoder = Encoder(self.config.encoder, self.config.attention_impl)

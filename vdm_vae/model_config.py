@@ -18,6 +18,10 @@ class EncoderConfig:
       layers_per_block: ResNet blocks in the down block.
       norm_num_groups: GroupNorm groups.
       w_dim: size of w.
+      channel_mult: one entry per down block, each block_out_channels * mult channels; the
+        resolution halves between blocks, as in diffusers' Encoder. (1,) is the study's.
+      out_channels: channels of the map that conv_out gives and a Dense turns into w
+        (1 in the study's encoder).
     """
 
     kind: str = "none"
@@ -25,6 +29,8 @@ class EncoderConfig:
     layers_per_block: int = 2
     norm_num_groups: int = 32
     w_dim: int = 128
+    channel_mult: Tuple[int, ...] = (1,)
+    out_channels: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +62,9 @@ class ModelConfig:
       attention_impl: how attention is computed, with the same maths and parameters:
         "batched", "per_example" (fast on XLA:CPU), or "auto" (per_example on CPU, batched
         elsewhere); see vdm_vae/attention.py.
+      sm_ch_mult: channel multiplier per resolution level of the score U-Net. (1,) is
+        google-research/vdm's U-Net at full resolution (vdm_vae/unet.py); more entries give
+        the multi-resolution U-Net (vdm_vae/unet_multires.py), halving H and W per level.
     """
 
     image_shape: Tuple[int, int, int] = (28, 28, 1)
@@ -75,6 +84,7 @@ class ModelConfig:
     clip_samples: bool = False
     compute_dtype: str = "float32"
     attention_impl: str = "auto"
+    sm_ch_mult: Tuple[int, ...] = (1,)
     encoder: EncoderConfig = EncoderConfig()
     loss: LossConfig = LossConfig()
 
@@ -115,6 +125,11 @@ def _check_config(c: ModelConfig):
         _fail("compute_dtype", c.compute_dtype, "'float32' or 'bfloat16'")
     if c.attention_impl not in ATTENTION_IMPLS:
         _fail("attention_impl", c.attention_impl, f"one of {ATTENTION_IMPLS}")
+    if not c.sm_ch_mult or min(c.sm_ch_mult) < 1:
+        _fail("sm_ch_mult", c.sm_ch_mult, "a non-empty tuple of positive ints")
+    if any(c.sm_n_embd * m % c.sm_norm_groups for m in c.sm_ch_mult):
+        _fail("sm_ch_mult", c.sm_ch_mult,
+              f"multipliers m with sm_n_embd * m divisible by sm_norm_groups={c.sm_norm_groups}")
     if not 0.0 <= c.sm_pdrop < 1.0:
         _fail("sm_pdrop", c.sm_pdrop, "a float in [0, 1)")
     e = c.encoder
@@ -126,6 +141,10 @@ def _check_config(c: ModelConfig):
         if e.block_out_channels % e.norm_num_groups:
             _fail("encoder.norm_num_groups", e.norm_num_groups,
                   f"a divisor of encoder.block_out_channels={e.block_out_channels}")
+        if not e.channel_mult or min(e.channel_mult) < 1:
+            _fail("encoder.channel_mult", e.channel_mult, "a non-empty tuple of positive ints")
+        if e.out_channels < 1:
+            _fail("encoder.out_channels", e.out_channels, "a positive int")
         if e.layers_per_block < 1:
             _fail("encoder.layers_per_block", e.layers_per_block, "a positive int")
     loss = c.loss
@@ -147,6 +166,10 @@ def model_config_from_dict(d: Mapping[str, Any],
         d["image_shape"] = tuple(image_shape)
     if "image_shape" in d:
         d["image_shape"] = tuple(int(s) for s in d["image_shape"])
+    if "sm_ch_mult" in d:
+        d["sm_ch_mult"] = tuple(int(m) for m in d["sm_ch_mult"])
+    if "channel_mult" in enc:
+        enc["channel_mult"] = tuple(int(m) for m in enc["channel_mult"])
     for cls, kw, prefix in ((EncoderConfig, enc, "encoder."), (LossConfig, loss, "loss."),
                             (ModelConfig, d, "")):
         known = {f.name for f in dataclasses.fields(cls)}
@@ -161,4 +184,6 @@ def model_config_to_dict(c: ModelConfig) -> dict:
     """Inverse of `model_config_from_dict`, JSON-serialisable."""
     d = dataclasses.asdict(c)
     d["image_shape"] = list(c.image_shape)
+    d["sm_ch_mult"] = list(c.sm_ch_mult)
+    d["encoder"]["channel_mult"] = list(c.encoder.channel_mult)
     return d

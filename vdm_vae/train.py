@@ -1,6 +1,8 @@
 """The training loop: validate, restore or init, train with periodic log / eval / save."""
 
 import contextlib
+import json
+import os
 import signal
 import time
 from typing import Optional
@@ -12,6 +14,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from vdm_vae import curves
 from vdm_vae import data as data_lib
 from vdm_vae.checkpoints import Checkpointer, load_run_config, save_run_config
 from vdm_vae.images import image_grid
@@ -154,7 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     _check_same_model(workdir, model_config)
     tx = make_optimizer(config.optimizer, t.num_steps_train)
     rng = jax.random.PRNGKey(t.seed)
-    init_rng, train_rng, eval_rng, sample_rng = jax.random.split(rng, 4)
+    init_rng, train_rng, _, sample_rng = jax.random.split(rng, 4)
 
     # --- State: restore the latest checkpoint or start fresh.
     state = create_train_state(model_config, tx, init_rng)
@@ -168,6 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     step = int(state.step)
     if step == 0:
         writer.write_hparams(config.to_dict())
+    cpu = CpuClock(cpu_seconds_before(workdir, step))
 
     # --- Loop.
     train_step = make_train_step(model_config, tx, config.optimizer.ema_rate,
@@ -189,16 +193,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             step += t.substeps
             done = step >= t.num_steps_train
             if step % t.steps_per_logging == 0 or done or step % t.steps_per_save == 0:
-                history = _flush_history(history, writer, step, t, window_start, window_step)
+                history = _flush_history(history, writer, step, t, window_start, window_step,
+                                         cpu)
                 window_start, window_step = time.time(), step
             if step % t.steps_per_save == 0 or done:
                 ckpt.save(step, _unreplicate(p_state))
                 last_saved = step
             if step % t.steps_per_eval == 0 or done:
                 _periodic_eval(p_state, dataset, model_config, config, writer, step,
-                               eval_rng, sample_rng)
+                               sample_rng, cpu)
         if stop.received is not None and step != last_saved:
-            _flush_history(history, writer, step, t, window_start, window_step)
+            _flush_history(history, writer, step, t, window_start, window_step, cpu)
             ckpt.save(step, _unreplicate(p_state))
             logging.warning("Signal %d: saved step %d and stopped.", stop.received, step)
     ckpt.close()
@@ -206,7 +211,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     return _unreplicate(p_state)
 
 
-def _flush_history(history, writer, step, t, window_start, window_step):
+class CpuClock:
+    """CPU seconds of the run (all threads), carried over from earlier processes."""
+
+    def __init__(self, before: float):
+        self.before, self.start = before, time.process_time()
+
+    def seconds(self) -> float:
+        return self.before + time.process_time() - self.start
+
+
+def cpu_seconds_before(workdir: str, step: int) -> float:
+    """The run's CPU seconds at `step` by its metrics.jsonl (0 for a new run)."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if step == 0 or not os.path.exists(path):
+        return 0.0
+    seconds = 0.0
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if row.get("step", step + 1) <= step and "train/cpu_seconds" in row:
+                seconds = max(seconds, row["train/cpu_seconds"])
+    return seconds
+
+
+def _flush_history(history, writer, step, t, window_start, window_step, cpu):
     """Fetches the metrics since the last flush, stops on non-finite values, logs them."""
     if not history:
         return []
@@ -221,6 +253,7 @@ def _flush_history(history, writer, step, t, window_start, window_step):
     steps_per_sec = (step - window_step) / elapsed
     scalars["train/steps_per_sec"] = steps_per_sec
     scalars["train/images_per_sec"] = steps_per_sec * t.batch_size_train
+    scalars["train/cpu_seconds"] = cpu.seconds()
     writer.write_scalars(step, scalars)
     writer.flush()
     if jax.process_index() == 0:
@@ -230,16 +263,23 @@ def _flush_history(history, writer, step, t, window_start, window_step):
     return []
 
 
-def _periodic_eval(p_state, dataset, model_config, config, writer, step, eval_rng, sample_rng):
-    """Test bound and sample grids on the EMA parameters."""
+def _periodic_eval(p_state, dataset, model_config, config, writer, step, sample_rng, cpu):
+    """Learning-curve point on the EMA parameters: the test bound and its terms on fixed
+    images with fixed draws, the encoder's KL, active units and linear probe, sample grids."""
+    t = config.training
     scalars = evaluate_during_training(p_state.ema_params, dataset, model_config, config,
-                                       jax.random.fold_in(eval_rng, step))
+                                       curves.fixed_eval_key(t.seed))
+    ema = _unreplicate(p_state.ema_params)
+    if curves.has_encoder_metrics(model_config, dataset) and t.curve_probe_train > 0:
+        enc = curves.encoder_metrics({"params": ema}, dataset, model_config,
+                                     t.curve_probe_train, t.curve_probe_test, t.batch_size_eval)
+        scalars.update({f"eval/{k}": v for k, v in enc.items()})
+    scalars["eval/cpu_seconds"] = cpu.seconds()
     writer.write_scalars(step, scalars)
     if jax.process_index() == 0:
+        shown = ("eval/bpd", "eval/kl_w_nats", "eval/active_units", "eval/probe_linear_acc")
         print(f"eval step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in scalars.items()
-                                                 if k in ("eval/bpd", "eval/kl_w_nats")),
-              flush=True)
-        ema = _unreplicate(p_state.ema_params)
+                                                 if k in shown), flush=True)
         writer.write_images(step, sample_figures({"params": ema}, dataset, model_config, config,
                                                  jax.random.fold_in(sample_rng, step)))
     writer.flush()

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The MNIST CPU protocol: configs/mnist_cpu_uncond.py (the unconditional reference),
+# configs/mnist_cpu.py (encoder + capacity remedy), configs/mnist_cpu_b1.py (plain ELBO) and
+# configs/mnist_cpu_b1e4.py (the study's KL weight), each 5,000 steps at batch 64, then
+# `main.py --mode=eval` on the full test set (probes fitted on all 60,000 training images).
+#
+#   experiments/mnist_cpu.sh start     # starts or resumes every run in the background
+#   experiments/mnist_cpu.sh status    # step, CPU time and last eval of each run
+#   experiments/mnist_cpu.sh stop      # saves a checkpoint in every run and stops
+#   experiments/mnist_cpu.sh collect   # table, curves and figures into experiments/results/
+#
+# Runs live under $ROOT (default $VDM_VAE_RUNS/mnist_cpu, or ~/.cache/vdm_vae/runs/mnist_cpu),
+# outside the work tree, and resume from their last checkpoint on the next `start`, on this
+# machine or, from scratch, on a new one. JOBS runs go at once, each pinned to its own core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=${ROOT:-${VDM_VAE_RUNS:-$HOME/.cache/vdm_vae/runs}/mnist_cpu}
+CONFIGS=${CONFIGS:-mnist_cpu_uncond,mnist_cpu,mnist_cpu_b1,mnist_cpu_b1e4}
+JOBS=${JOBS:-2}
+EVAL_ARGS=${EVAL_ARGS:-}
+PID="$ROOT/runner.pid"
+mkdir -p "$ROOT"
+
+running() { [[ -f "$PID" ]] && kill -0 "$(cat "$PID")" 2>/dev/null; }
+
+case "${1:-start}" in
+  start)
+    if running; then echo "already running (pid $(cat "$PID")); log: $ROOT/runner.log"; exit 0; fi
+    nohup setsid python experiments/run_grid.py --configs="$CONFIGS" --root="$ROOT" \
+      --jobs="$JOBS" --eval_args="$EVAL_ARGS" >>"$ROOT/runner.log" 2>&1 &
+    echo $! >"$PID"
+    echo "started (pid $!): $CONFIGS under $ROOT; log: $ROOT/runner.log" ;;
+  status)
+    running && echo "running (pid $(cat "$PID"))" || echo "not running"
+    python experiments/collect.py --root="$ROOT" --status ;;
+  stop)
+    if running; then
+      pkill -INT -f "main.py --config=configs/mnist_cpu" || true
+      sleep 1; kill "$(cat "$PID")" 2>/dev/null || true
+      echo "stop asked: each run saves a checkpoint and exits"
+    else echo "not running"; fi ;;
+  collect)
+    python experiments/collect.py --root="$ROOT" --name=mnist_cpu --curves \
+      --command="experiments/mnist_cpu.sh start (CONFIGS=$CONFIGS)" ${NOTES:+--notes="$NOTES"} ;;
+  *) echo "usage: $0 [start|status|stop|collect]" >&2; exit 2 ;;
+esac
