@@ -2,6 +2,11 @@
 
   python experiments/collect.py --root=runs/cpu --name=mnist_mvdm_cpu \
       --command="python experiments/run_grid.py --grid=mvdm --steps=2000 --root=runs/cpu"
+  python experiments/collect.py --root=runs/cpu --status   # each run's step, CPU time, last eval
+
+With --curves the page also has every run's progress (step reached, CPU hours, last periodic
+evaluation), its learning curves against CPU hours and its sample grids along training, for
+runs still in progress too.
 
 Every number comes from the metrics files (and a run's eval/w_prior.json, from
 `python -m vdm_vae.fit_prior`, for the bound under the learned prior); the study's numbers are
@@ -16,10 +21,13 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import curves  # noqa: E402  (experiments/curves.py)
 import matplotlib.pyplot as plt  # noqa: E402
 
 from vdm_vae.bench import cpu_name  # noqa: E402
@@ -166,19 +174,42 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--command", required=True, help="the command that made the runs")
+    parser.add_argument("--name", help="results/<name>.md and .json")
+    parser.add_argument("--command", help="the command that made the runs")
+    parser.add_argument("--status", action="store_true",
+                        help="print each run's step, CPU hours and last eval, and stop")
+    parser.add_argument("--curves", action="store_true",
+                        help="add progress, learning curves and sample strips of every run")
     parser.add_argument("--notes", default="", help="a file whose text is appended (the reading)")
     parser.add_argument("--merge", action="store_true", help="keep the runs of results/<name>.json "
                         "that --root does not hold (each with the command that made it)")
     args = parser.parse_args(argv)
+    if args.status:
+        print(curves.progress_table(curves.progress(args.root)))
+        return
+    if not args.name or not args.command:
+        parser.error("--name and --command are required (or --status)")
     runs = {name: dict(m, command=args.command) for name, m in load_runs(args.root).items()}
     copy_figures(args.root, runs, os.path.join(RESULTS, f"{args.name}_figures"))
     if args.merge:
         runs = dict(sorted({**previous_runs(args.name), **runs}.items()))
-    if not runs:
+    in_progress = curves.progress(args.root) if args.curves else {}
+    if not runs and not in_progress:
         parser.error(f"no */eval/metrics.json under {args.root}")
     os.makedirs(RESULTS, exist_ok=True)
+    progress_text = []
+    if in_progress:
+        names = list(in_progress)
+        curves.plot_curves(args.root, names, os.path.join(RESULTS, f"{args.name}_curves.png"))
+        strips = curves.plot_sample_strips(args.root, names,
+                                           os.path.join(RESULTS, f"{args.name}_samples.png"))
+        progress_text = ["## Progress", "", "Each run at the step it reached, with its CPU time "
+                         "(all cores, evaluations included) and its last periodic evaluation "
+                         "(EMA parameters, fixed test images and draws):", "",
+                         curves.progress_table(in_progress), "",
+                         f"![learning curves]({args.name}_curves.png)", ""]
+        if strips:
+            progress_text += [f"![samples along training]({args.name}_samples.png)", ""]
     plot_metric_groups(runs, ("bpd", "fid"), os.path.join(RESULTS, f"{args.name}_bpd_fid.png"))
     plot_metric_groups(runs, ("kl_w_nats", "probe_linear_acc"),
                        os.path.join(RESULTS, f"{args.name}_kl_probe.png"))
@@ -187,7 +218,7 @@ def main(argv=None):
     text = [f"# {args.name}", "", "Runs:"] + made_by(runs) + [
             "", f"Collected: `python experiments/collect.py --root={args.root} --name={args.name}"
             f"{' --merge' if args.merge else ''}`",
-            f"Machine: {machine()}; {versions()}; commit {commit}.", "",
+            f"Machine: {machine()}; {versions()}; commit {commit}.", ""] + progress_text + [
             table(runs), "", f"![bpd and FID]({args.name}_bpd_fid.png)",
             f"![KL and probe]({args.name}_kl_probe.png)", "",
             f"Each run's samples, guided generations, interpolation, t-SNE, w-usage profile and KL "

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import time
 
 import pytest
 
@@ -69,3 +70,58 @@ def test_learned_prior_bound_and_figures_are_collected(collect, tmp_path):
     assert "steps" not in run
     assert (tmp_path / "results" / "t_figures" / "mvdm_oe_interpolation.png").read_bytes() == b"png"
     assert "| 1.3750 |" in (tmp_path / "results" / "t.md").read_text()
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(ROOT, "experiments", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_grid_pins_parallel_jobs_to_their_own_cores(monkeypatch):
+    run_grid = _load("run_grid")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores")
+    seen = []
+
+    def fake_run(name, args, cores=None):
+        seen.append((name, frozenset(cores)))
+        time.sleep(0.3)  # the first two overlap
+        return name != "b"
+
+    monkeypatch.setattr(run_grid, "train_and_eval", fake_run)
+    args = run_grid.argparse.Namespace(jobs=2)
+    failed = run_grid.run_all(["a", "b", "c", "d"], args)
+    assert failed == ["b"]
+    assert sorted(n for n, _ in seen) == ["a", "b", "c", "d"]
+    cores = {c for _, c in seen}
+    assert len(cores) == 2 and not set.intersection(*map(set, cores))
+
+
+def _rows(path, rows):
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "metrics.jsonl"), "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+        f.write('{"step": 9, "tr')  # a line cut short by a kill
+
+
+def test_progress_reports_step_cpu_time_and_last_eval(tmp_path):
+    curves = _load("curves")
+    _rows(tmp_path / "r", [
+        {"step": 50, "train/cpu_seconds": 360.0},
+        {"step": 50, "eval/bpd": 2.0, "eval/cpu_seconds": 400.0},
+        {"step": 100, "train/cpu_seconds": 720.0},
+        {"step": 100, "eval/bpd": 1.5, "eval/kl_w_nats": 3.0, "eval/cpu_seconds": 800.0},
+        {"step": 120, "train/cpu_seconds": 900.0}])
+    run = curves.progress(str(tmp_path))["r"]
+    assert run["step"] == 120 and run["eval_step"] == 100
+    assert run["cpu_hours"] == pytest.approx(0.25)
+    assert run["bpd"] == 1.5 and run["kl_w_nats"] == 3.0
+    assert curves.series(curves.read_metrics(str(tmp_path / "r")), "eval/bpd") == (
+        [400.0 / 3600, 800.0 / 3600], [2.0, 1.5])
+    curves.plot_curves(str(tmp_path), ["r"], str(tmp_path / "c.png"))
+    assert os.path.getsize(tmp_path / "c.png") > 0
+    assert "| r | 120 | 0.2500 | 100 | 1.5000 |" in curves.progress_table({"r": run})

@@ -127,9 +127,6 @@ def _check_config(c: ModelConfig):
         _fail("attention_impl", c.attention_impl, f"one of {ATTENTION_IMPLS}")
     if not c.sm_ch_mult or min(c.sm_ch_mult) < 1:
         _fail("sm_ch_mult", c.sm_ch_mult, "a non-empty tuple of positive ints")
-    if any(c.sm_n_embd * m % c.sm_norm_groups for m in c.sm_ch_mult):
-        _fail("sm_ch_mult", c.sm_ch_mult,
-              f"multipliers m with sm_n_embd * m divisible by sm_norm_groups={c.sm_norm_groups}")
     if not 0.0 <= c.sm_pdrop < 1.0:
         _fail("sm_pdrop", c.sm_pdrop, "a float in [0, 1)")
     e = c.encoder
