@@ -35,9 +35,8 @@ case "${1:-start}" in
     python experiments/collect.py --root="$ROOT" --status ;;
   stop)
     if running; then
-      pkill -INT -f "main.py --config=configs/mnist_cpu" || true
-      sleep 1; kill "$(cat "$PID")" 2>/dev/null || true
-      echo "stop asked: each run saves a checkpoint and exits"
+      kill -INT "$(cat "$PID")"
+      echo "stop asked: each run saves a checkpoint and exits; see $ROOT/runner.log"
     else echo "not running"; fi ;;
   collect)
     python experiments/collect.py --root="$ROOT" --name=mnist_cpu --curves \

@@ -17,6 +17,7 @@ import concurrent.futures
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -51,6 +52,17 @@ DEFAULT_ROOT = os.path.join(
     os.environ.get("VDM_VAE_RUNS", os.path.join(os.path.expanduser("~"), ".cache", "vdm_vae",
                                                 "runs")))
 _PRINT = threading.Lock()
+_STOP = threading.Event()  # set by SIGINT/SIGTERM: runs save and stop, nothing new starts
+_CHILDREN = set()
+
+
+def _on_signal(signum, frame):
+    del frame
+    _STOP.set()
+    for proc in list(_CHILDREN):
+        proc.send_signal(signal.SIGINT)
+    with _PRINT:
+        print(f"=== signal {signum}: every run saves a checkpoint and stops", flush=True)
 
 
 def run(cmd, log_path: str, prefix: str = "", cores=None) -> int:
@@ -63,13 +75,16 @@ def run(cmd, log_path: str, prefix: str = "", cores=None) -> int:
         log.write("$ " + " ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, preexec_fn=pin)
+        _CHILDREN.add(proc)
         for line in proc.stdout:
             with _PRINT:
                 sys.stdout.write(prefix + line)
                 sys.stdout.flush()
             log.write(line)
             log.flush()
-        return proc.wait()
+        code = proc.wait()
+        _CHILDREN.discard(proc)
+        return code
 
 
 def train_and_eval(name: str, args, cores=None) -> bool:
@@ -85,8 +100,10 @@ def train_and_eval(name: str, args, cores=None) -> bool:
         config.append(f"--config.training.num_steps_train={args.steps}")
     config += shlex.split(args.train_args)
     prefix = f"[{name}] " if args.jobs > 1 else ""
-    if run([sys.executable, "main.py"] + config, log, prefix, cores) != 0:
+    if _STOP.is_set() or run([sys.executable, "main.py"] + config, log, prefix, cores) != 0:
         return False
+    if _STOP.is_set():
+        return False  # interrupted: the run resumes next time
     return run([sys.executable, "main.py", "--mode=eval"] + config + shlex.split(args.eval_args),
                log, prefix, cores) == 0
 
@@ -146,6 +163,8 @@ def main(argv=None):
     missing = [n for n in names if not os.path.exists(os.path.join(ROOT, "configs", f"{n}.py"))]
     if missing:
         parser.error(f"no config file configs/{missing[0]}.py")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
     start = time.time()
     print(f"=== {len(names)} runs under {args.root}, {args.jobs} at a time", flush=True)
     failed = run_all(names, args)

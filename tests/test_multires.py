@@ -90,3 +90,17 @@ def test_bad_encoder_levels_name_the_field(field, value):
     enc = EncoderConfig(kind="conv", block_out_channels=8, norm_num_groups=4, **{field: value})
     with pytest.raises(ValueError, match=f"config.model.encoder.{field}="):
         ModelConfig(**dict(MULTIRES, encoder=enc))
+
+
+@pytest.mark.parametrize("size", [(14, 14), (7, 7)])
+def test_upsample_is_nearest_resize_by_two_cropped_then_conv(size):
+    from vdm_vae.unet_multires import Upsample
+
+    h, w = (size[0] + 1) // 2, (size[1] + 1) // 2
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, h, w, 3))
+    params = Upsample().init(jax.random.PRNGKey(1), x, size)
+    near = jax.image.resize(x, (2, 2 * h, 2 * w, 3), method="nearest")[:, :size[0], :size[1]]
+    expected = jax.lax.conv_general_dilated(near, params["params"]["conv"]["kernel"], (1, 1),
+                                            "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(Upsample().apply(params, x, size), expected, rtol=1e-5,
+                               atol=1e-5)
