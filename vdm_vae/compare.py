@@ -98,14 +98,14 @@ def compare(workdirs: List[str], baseline: str, num_images: Optional[int] = None
     """Evaluates every run on the same images with the same draws; see the module docstring.
 
     Args:
-      workdirs: run folders; `baseline` is added if missing.
+      workdirs: run folders (each once); `baseline` is added if missing.
       baseline: the run folder the others are compared with.
       num_images: first test images to use (None: the baseline config's
         eval.num_test_images; -1: all).
       draws, seed, antithetic: as `paired.per_image_bound`.
       batch_size: None for the baseline config's training.batch_size_eval.
     """
-    workdirs = list(workdirs) + ([baseline] if baseline not in workdirs else [])
+    workdirs = list(dict.fromkeys(list(workdirs) + [baseline]))
     names = run_names(workdirs)
     base_name = next(n for n, w in names.items() if w == baseline)
     base_config, base_model = load_run_config(baseline)
