@@ -91,8 +91,11 @@ def test_fit_prior_command_reports_the_bound_under_it(trained):
     assert result.returncode == 0, result.stderr
     with open(os.path.join(workdir, "eval", "w_prior.json")) as f:
         report = json.load(f)
-    assert {"kl_w_learned_prior_nats", "bpd_kl_w_learned_prior", "kl_w_standard_prior_nats"} <= \
-        set(report)
+    assert {"kl_w_learned_prior_nats", "bpd_kl_w_learned_prior", "kl_w_standard_prior_nats",
+            "kl_w_learned_prior_stderr_nats"} <= set(report)
+    assert report["kl_num_test_images"] == 16 and report["kl_draws"] == 16
+    assert report["kl_w_learned_prior_nats"] >= -3 * report["kl_w_learned_prior_stderr_nats"]
+    assert "fitting the prior" in result.stderr
     assert vdm_vae.load_prior(workdir)[1].w_dim == 8
     assert os.path.exists(os.path.join(workdir, "eval", "samples_learned_prior.png"))
 
