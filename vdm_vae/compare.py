@@ -109,7 +109,7 @@ def compare(workdirs: List[str], baseline: str, num_images: Optional[int] = None
     names = run_names(workdirs)
     base_name = next(n for n, w in names.items() if w == baseline)
     base_config, base_model = load_run_config(baseline)
-    for name, workdir in names.items():
+    for workdir in names.values():
         config, model = load_run_config(workdir)
         if config["data"] != base_config["data"] or model.image_shape != base_model.image_shape:
             raise ValueError(f"{workdir} was trained on other data than {baseline}: "
