@@ -24,6 +24,7 @@ import subprocess
 import sys
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -32,6 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from vdm_vae.bench import cpu_name  # noqa: E402
 from vdm_vae.cpu_env import available_cores  # noqa: E402
+from vdm_vae.metrics import intervals  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -53,11 +55,37 @@ LOG_SCALE = ("kl_w_nats",)  # UE's KL is hundreds of times the others
 
 FIGURES = ("samples", "guided", "interpolation", "tsne", "w_usage", "kl_per_dim",
            "samples_learned_prior")
-PRIOR_KEYS = ("bpd_learned_prior", "kl_w_learned_prior_nats")
+PRIOR_KEYS = ("bpd_learned_prior", "kl_w_learned_prior_nats", "kl_w_learned_prior_stderr_nats")
+UNCOND_DIFF = "bpd_minus_uncond"  # paired difference to the unconditional run of the same VDM
+INTERVAL_COLUMNS = {"probe_linear_acc": "probe_linear_acc_ci",
+                    "probe_linear_acc_random": "probe_linear_acc_random_ci",
+                    "probe_linear_acc_pixels": "probe_linear_acc_pixels_ci"}
+
+
+def paired_to_uncond(root: str, runs: dict):
+    """Adds UNCOND_DIFF to each run whose VDM size has an unconditional run in `root`.
+
+    Uses each run's eval/bound_per_image.npz (`--mode=eval`): the per-image bounds of runs
+    evaluated with the same seed and draws on the same images are paired.
+    """
+    per_image = {}
+    for name in runs:
+        path = os.path.join(root, name, "eval", "bound_per_image.npz")
+        if os.path.exists(path):
+            with np.load(path) as f:
+                per_image[name] = (int(f["seed"]), int(f["draws"]), f["bpd"])
+    for name, m in runs.items():
+        vdm, encoder = split_name(name)
+        if encoder == "none" or name not in per_image or vdm not in per_image:
+            continue
+        (seed, draws, bpd), (seed_u, draws_u, bpd_u) = per_image[name], per_image[vdm]
+        if (seed, draws, bpd.shape) == (seed_u, draws_u, bpd_u.shape):
+            m[UNCOND_DIFF] = intervals.paired_difference(bpd, bpd_u)
 
 
 def load_runs(root: str) -> dict:
-    """name -> eval/metrics.json, plus the learned prior's bound where eval/w_prior.json is."""
+    """name -> eval/metrics.json, plus the learned prior's bound where eval/w_prior.json is,
+    plus the paired difference to the unconditional run (`paired_to_uncond`)."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(root, "*", "eval", "metrics.json"))):
         with open(path) as f:
@@ -68,6 +96,7 @@ def load_runs(root: str) -> dict:
                 prior = json.load(f)
             metrics.update({k: prior[k] for k in PRIOR_KEYS if k in prior})
         runs[os.path.basename(os.path.dirname(os.path.dirname(path)))] = metrics
+    paired_to_uncond(root, runs)
     return runs
 
 
@@ -132,12 +161,33 @@ def versions() -> str:
            f"optax {optax.__version__}"
 
 
+def _cell(m: dict, column: str) -> str:
+    """A table cell: the value, with its 95% interval or sample count where the run has one."""
+    value = m.get(column)
+    if column == "fid" and value is not None:
+        return f"{_fmt(value)} (n={m.get('num_fid_samples')})"
+    ci = m.get(INTERVAL_COLUMNS.get(column, ""))
+    if value is not None and ci is not None:
+        return intervals.format_interval({"mean": value, "ci_low": ci[0], "ci_high": ci[1]}, 3)
+    return _fmt(value)
+
+
+def _uncond_cells(m: dict) -> list:
+    diff = m.get(UNCOND_DIFF)
+    if diff is None:
+        return ["-", "-"]
+    return [intervals.format_interval(diff),
+            f"{diff['stderr']:.4f} / {diff['unpaired_stderr']:.4f}"]
+
+
 def table(runs: dict) -> str:
-    head = ["config", "step"] + list(COLUMNS) + ["study bpd", "study FID", "study KL"]
+    head = (["config", "step"] + list(COLUMNS)
+            + ["bpd - bpd(uncond) [95% CI]", "se paired / unpaired"]
+            + ["study bpd", "study FID", "study KL"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in runs.items():
         study = STUDY.get(name, (None, None, None))
-        row = [name, _fmt(m.get("step"))] + [_fmt(m.get(c)) for c in COLUMNS]
+        row = [name, _fmt(m.get("step"))] + [_cell(m, c) for c in COLUMNS] + _uncond_cells(m)
         lines.append("| " + " | ".join(row + [_fmt(s) for s in study]) + " |")
     return "\n".join(lines)
 
@@ -219,7 +269,11 @@ def main(argv=None):
             "", f"Collected: `python experiments/collect.py --root={args.root} --name={args.name}"
             f"{' --merge' if args.merge else ''}`",
             f"Machine: {machine()}; {versions()}; commit {commit}.", ""] + progress_text + [
-            table(runs), "", f"![bpd and FID]({args.name}_bpd_fid.png)",
+            table(runs), "", "bpd - bpd(uncond): the mean paired difference of each image's "
+            "bound to the unconditional run of the same VDM size (same test images, same draws "
+            "of t and noise), with its 95% interval and its standard error next to the "
+            "unpaired one. Probe accuracies: 95% Wilson intervals over the test images.", "",
+            f"![bpd and FID]({args.name}_bpd_fid.png)",
             f"![KL and probe]({args.name}_kl_probe.png)", "",
             f"Each run's samples, guided generations, interpolation, t-SNE, w-usage profile and KL "
             f"per dimension: [{args.name}_figures/]({args.name}_figures/).", ""]

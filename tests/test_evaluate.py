@@ -16,16 +16,27 @@ FIGURES = ("samples.png", "guided.png", "reconstruction.png", "tsne.png", "pca.p
 KEYS = ("bpd", "bpd_stderr", "bpd_recon", "bpd_prior", "bpd_diff", "bpd_kl_w", "kl_w_nats",
         "active_units", "mutual_info_nats", "kl_per_dim_nats", "probe_linear_acc",
         "probe_knn_acc", "probe_linear_acc_random", "probe_linear_acc_pixels",
-        "probe_knn_acc_random", "probe_knn_acc_pixels", "w_usage_profile")
+        "probe_knn_acc_random", "probe_knn_acc_pixels", "w_usage_profile", "eval_seed",
+        "mutual_info_stderr_nats", "probe_linear_acc_ci", "probe_knn_acc_pixels_ci",
+        "probe_linear_diff_trained_random", "probe_knn_diff_trained_pixels")
+
+
+def _train(tmp_path_factory, config: str):
+    workdir = str(tmp_path_factory.mktemp("eval") / config)
+    args = [f"--config=configs/{config}.py:smoke", f"--workdir={workdir}"]
+    result = run_main(args)
+    assert result.returncode == 0, result.stderr
+    return workdir, args
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("eval") / "run")
-    args = ["--config=configs/mvdm_oe.py:smoke", f"--workdir={workdir}"]
-    result = run_main(args)
-    assert result.returncode == 0, result.stderr
-    return workdir, args
+    return _train(tmp_path_factory, "mvdm_oe")
+
+
+@pytest.fixture(scope="module")
+def trained_uncond(tmp_path_factory):
+    return _train(tmp_path_factory, "mvdm")
 
 
 def test_eval_writes_every_key_and_figure(trained):
@@ -41,6 +52,17 @@ def test_eval_writes_every_key_and_figure(trained):
     np.testing.assert_allclose(m["bpd"], terms, rtol=1e-5)
     np.testing.assert_allclose(m["bpd_kl_w"] * 8 * 8 * np.log(2), m["kl_w_nats"], rtol=1e-3)
     assert m["mc_draws"] == 2 and m["num_test_images"] == 16
+    per_image = np.load(os.path.join(workdir, "eval", "bound_per_image.npz"))
+    assert per_image["bpd"].shape == (16,) and int(per_image["draws"]) == 2
+    np.testing.assert_allclose(per_image["bpd"].mean(), m["bpd"], rtol=1e-12)
+    np.testing.assert_allclose(per_image["bpd"].std(ddof=1) / 4, m["bpd_stderr"], rtol=1e-12)
+    for probe in ("linear", "knn"):
+        low, high = m[f"probe_{probe}_acc_ci"]
+        assert 0 <= low <= m[f"probe_{probe}_acc"] <= high <= 1
+        diff = m[f"probe_{probe}_diff_trained_random"]
+        np.testing.assert_allclose(diff["mean"], m[f"probe_{probe}_acc_trained"]
+                                   - m[f"probe_{probe}_acc_random"], atol=1e-12)
+    assert m["mutual_info_stderr_nats"] > 0
     assert len(m["kl_per_dim_nats"]) == 8
     assert set(m["w_usage_profile"]) == {"t", "posterior", "prior", "shuffled"}
     for name in FIGURES:
@@ -50,10 +72,8 @@ def test_eval_writes_every_key_and_figure(trained):
         assert np.load(os.path.join(workdir, "eval", "samples.npz"))["images"].shape == (8, 8, 8, 1)
 
 
-def test_unconditional_eval_skips_w_metrics(tmp_path):
-    workdir = str(tmp_path / "uncond")
-    args = ["--config=configs/mvdm.py:smoke", f"--workdir={workdir}"]
-    assert run_main(args).returncode == 0
+def test_unconditional_eval_skips_w_metrics(trained_uncond):
+    workdir, args = trained_uncond
     result = run_main(args + ["--mode=eval"])
     assert result.returncode == 0, result.stderr
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:
@@ -71,10 +91,38 @@ def test_fit_prior_command_reports_the_bound_under_it(trained):
     assert result.returncode == 0, result.stderr
     with open(os.path.join(workdir, "eval", "w_prior.json")) as f:
         report = json.load(f)
-    assert {"kl_w_learned_prior_nats", "bpd_kl_w_learned_prior", "kl_w_standard_prior_nats"} <= \
-        set(report)
+    assert {"kl_w_learned_prior_nats", "bpd_kl_w_learned_prior", "kl_w_standard_prior_nats",
+            "kl_w_learned_prior_stderr_nats"} <= set(report)
+    assert report["kl_num_test_images"] == 16 and report["kl_draws"] == 16
+    assert report["kl_w_learned_prior_nats"] >= -3 * report["kl_w_learned_prior_stderr_nats"]
+    assert "fitting the prior" in result.stderr
     assert vdm_vae.load_prior(workdir)[1].w_dim == 8
     assert os.path.exists(os.path.join(workdir, "eval", "samples_learned_prior.png"))
+
+
+def test_compare_command_pairs_an_encoder_run_with_an_unconditional_one(trained,
+                                                                        trained_uncond):
+    oe, uncond = trained[0], trained_uncond[0]
+    out = os.path.join(os.path.dirname(oe), "compare.json")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", "vdm_vae.compare", f"--workdirs={oe},{oe}",
+                             f"--baseline={uncond}", f"--out={out}", "--draws=2"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    with open(out) as f:
+        c = json.load(f)
+    assert set(c["runs"]) == {"mvdm_oe", "mvdm"} and c["baseline"] == "mvdm"  # oe once
+    assert c["num_images"] == 16 and c["draws"] == 2
+    name = next(n for n in c["runs"] if n != c["baseline"])
+    runs, diff = c["runs"], c["differences"][name]
+    for term in ("bpd", "bpd_recon", "bpd_prior", "bpd_diff", "bpd_kl_w"):
+        np.testing.assert_allclose(diff[term]["mean"], runs[name][term]["mean"]
+                                   - runs[c["baseline"]][term]["mean"], atol=1e-9)
+        assert diff[term]["ci_low"] <= diff[term]["mean"] <= diff[term]["ci_high"]
+    assert diff["bpd"]["stderr"] < diff["bpd"]["unpaired_stderr"]
+    assert runs[c["baseline"]]["bpd_kl_w"]["mean"] == 0.0 < runs[name]["bpd_kl_w"]["mean"]
+    with open(out[:-5] + ".md") as f:
+        assert f"bpd - bpd({c['baseline']})" in f.read()
 
 
 def _fid_available() -> bool:

@@ -5,6 +5,7 @@ import json
 import os
 import time
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,3 +126,43 @@ def test_progress_reports_step_cpu_time_and_last_eval(tmp_path):
     curves.plot_curves(str(tmp_path), ["r"], str(tmp_path / "c.png"))
     assert os.path.getsize(tmp_path / "c.png") > 0
     assert "| r | 120 | 0.2500 | 100 | 1.5000 |" in curves.progress_table({"r": run})
+
+
+def _write_per_image(root, name: str, bpd, seed: int = 0, draws: int = 1):
+    np.savez(root / name / "eval" / "bound_per_image.npz", seed=seed, draws=draws, bpd=bpd)
+
+
+def test_paired_difference_to_the_unconditional_run_and_probe_intervals(collect, tmp_path):
+    root = tmp_path / "a"
+    noise = np.random.default_rng(0).normal(0.0, 1.0, 400)  # shared by the two runs
+    gap = np.random.default_rng(1).normal(0.05, 0.01, 400)
+    for name, bpd in (("mvdm", 1.0 + noise), ("mvdm_oe", 1.0 + noise + gap),
+                      ("svdm_oe", 1.0 + noise)):
+        _write_run(root, name, float(np.mean(bpd)))
+        _write_per_image(root, name, bpd)
+    with open(root / "mvdm_oe" / "eval" / "metrics.json", "w") as f:
+        json.dump({"step": 10, "bpd": float(np.mean(1.0 + noise + gap)), "fid": 12.5,
+                   "num_fid_samples": 1000, "probe_linear_acc": 0.75,
+                   "probe_linear_acc_ci": [0.72, 0.78]}, f)
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        runs = json.load(f)
+    diff = runs["mvdm_oe"]["bpd_minus_uncond"]
+    np.testing.assert_allclose(diff["mean"], np.mean(gap), rtol=1e-9)
+    assert diff["ci_low"] > 0 and diff["stderr"] < 0.05 * diff["unpaired_stderr"]
+    assert "bpd_minus_uncond" not in runs["mvdm"]  # the baseline itself
+    assert "bpd_minus_uncond" not in runs["svdm_oe"]  # no unconditional SVDM run
+    text = (tmp_path / "results" / "t.md").read_text()
+    assert "bpd - bpd(uncond) [95% CI]" in text
+    assert f"{diff['mean']:.4f} [{diff['ci_low']:.4f}, {diff['ci_high']:.4f}]" in text
+    assert "0.750 [0.720, 0.780]" in text and "12.5000 (n=1000)" in text
+
+
+def test_runs_evaluated_with_other_draws_are_not_paired(collect, tmp_path):
+    root = tmp_path / "a"
+    for name, draws in (("mvdm", 1), ("mvdm_oe", 4)):
+        _write_run(root, name, 1.0)
+        _write_per_image(root, name, np.ones(8), draws=draws)
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        assert "bpd_minus_uncond" not in json.load(f)["mvdm_oe"]

@@ -6,6 +6,8 @@ import pytest
 
 import vdm_vae
 from vdm_vae import w_prior
+from vdm_vae.fit_prior import check_kl_bound
+from vdm_vae.metrics import intervals
 
 CENTERS = np.array([[3.0, 0.0], [-3.0, 0.0]])
 
@@ -76,3 +78,29 @@ def test_kl_bound_to_a_prior_equal_to_the_posterior_is_small(fitted):
     kl_standard = 0.5 * np.sum(mean ** 2 + np.exp(logvar) - 1 - logvar, axis=-1)
     # The aggregate posterior is the mixture, so KL(q(w|x) || p) is about log 2 per example.
     assert np.mean(kl) < 1.5 and np.mean(kl) < np.mean(kl_standard) - 2.0
+
+
+def test_kl_bound_has_a_small_standard_error_and_is_not_negative(fitted):
+    params, config, _ = fitted
+    mean, logvar = mixture(512, 6)
+    kl = np.asarray(w_prior.kl_to_prior_bound(params, mean, logvar, jax.random.PRNGKey(7), config,
+                                              draws=16), np.float64)
+    stats = intervals.mean_interval(kl)
+    assert stats["stderr"] < 0.2
+    check_kl_bound(stats)  # raises if below 0 by more than 3 standard errors
+    assert stats["ci_high"] > 0
+
+
+def test_more_draws_shrink_the_standard_error(fitted):
+    params, config, _ = fitted
+    mean, logvar = mixture(512, 8)
+    stderr = [intervals.mean_interval(np.asarray(w_prior.kl_to_prior_bound(
+        params, mean, logvar, jax.random.PRNGKey(9), config, draws=d), np.float64))["stderr"]
+        for d in (1, 16)]
+    assert stderr[1] < 0.6 * stderr[0]
+
+
+def test_a_kl_bound_far_below_zero_is_an_error_not_a_result():
+    with pytest.raises(ValueError, match="bug"):
+        check_kl_bound({"mean": -3.8, "stderr": 0.5})
+    check_kl_bound({"mean": -0.1, "stderr": 0.5})  # noise around 0 is a result

@@ -14,16 +14,19 @@ import ml_collections
 import numpy as np
 
 from vdm_vae import data as data_lib
-from vdm_vae import losses, plots
+from vdm_vae import losses, paired, plots
 from vdm_vae.checkpoints import Checkpointer, load
 from vdm_vae.images import image_grid, save_png
-from vdm_vae.metrics import collapse, probes
+from vdm_vae.metrics import collapse, intervals, probes
 from vdm_vae.model import VDMVAE, init_params
 from vdm_vae.model_config import ModelConfig
 from vdm_vae.progress import Progress
 from vdm_vae.sampling import decode_z0, encode, reverse_steps, sample
 
 W_USAGE_BINS = 20
+
+
+PER_IMAGE_FILE = "bound_per_image.npz"
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -39,24 +42,23 @@ def _batches(images: np.ndarray, batch_size: int):
 
 
 def bound_metrics(params, images: np.ndarray, config: ModelConfig, batch_size: int,
-                  draws: int, rng: jax.Array) -> Dict[str, float]:
-    """Test bpd and its terms, averaged over `draws` draws per image, with a standard error."""
-    per_image = {}
-    progress = Progress(draws * len(images), "test bound", "img")
-    for k in range(draws):
-        for i, batch in enumerate(_batches(images, batch_size)):
-            terms = _bound_terms(params, batch, jax.random.fold_in(rng, k * 100_003 + i), None,
-                                 None, config=config)
-            for name, value in terms.items():
-                per_image.setdefault(name, []).append(np.asarray(value) / draws)
-            progress.update(len(batch))
+                  draws: int, out_dir: Optional[str] = None) -> Dict[str, float]:
+    """Test bpd and its terms with standard errors, `draws` paired draws per image.
+
+    The draws are those of `vdm_vae.paired` with its fixed seed, so the per-image bounds of
+    two runs on the same images are paired; they are saved to out_dir/bound_per_image.npz.
+    """
+    per_image = paired.per_image_bound(params, images, config, draws=draws,
+                                       batch_size=batch_size)
+    if out_dir is not None:
+        np.savez_compressed(os.path.join(out_dir, PER_IMAGE_FILE), seed=paired.EVAL_SEED,
+                            draws=draws, **per_image)
     result = {}
-    for name, chunks in per_image.items():
-        values = np.sum(np.stack(np.split(np.concatenate(chunks), draws)), axis=0)
-        result[name] = float(np.mean(values))
-        if name == "bpd":
-            result["bpd_stderr"] = float(np.std(values, ddof=1) / np.sqrt(len(values)))
-    result.update(num_test_images=len(images), mc_draws=draws)
+    for name, values in per_image.items():
+        stats = intervals.mean_interval(values)
+        result[name] = stats["mean"]
+        result[f"{name}_stderr"] = stats["stderr"]
+    result.update(num_test_images=len(images), mc_draws=draws, eval_seed=paired.EVAL_SEED)
     return result
 
 
@@ -76,20 +78,39 @@ def collapse_metrics(mean: np.ndarray, logvar: np.ndarray, seed: int) -> Dict[st
     """KL of w, active units, mutual information, KL per dimension."""
     kl = collapse.kl_per_dim(mean, logvar)
     count, variances = collapse.active_units(mean)
+    mi_terms = collapse.mutual_information_terms(mean, logvar, seed)
     return {"kl_w_nats": float(kl.sum(axis=1).mean()), "active_units": int(count),
-            "mutual_info_nats": float(collapse.mutual_information(mean, logvar, seed)),
+            "mutual_info_nats": float(np.mean(mi_terms)),
+            "mutual_info_stderr_nats": collapse.mutual_information_stderr(mi_terms),
             "mutual_info_max_nats": float(np.log(len(mean))),
             "kl_per_dim_nats": kl.mean(axis=0).tolist(),
             "posterior_mean_variance": variances.tolist()}
 
 
-def probe_metrics(features: Dict[str, tuple], train_y, test_y) -> Dict[str, float]:
-    """Linear and k-NN probe accuracy for each feature set name -> (train_x, test_x)."""
+def probe_metrics(features: Dict[str, tuple], train_y, test_y) -> Dict[str, object]:
+    """Linear and k-NN probe accuracies with 95% intervals, and paired differences.
+
+    Args:
+      features: feature set name -> (train_x [N,F], test_x [M,F]); differences are taken
+        of "trained" minus each other set, when "trained" is present.
+      train_y, test_y: integer labels [N], [M].
+    Returns:
+      probe_{linear,knn}_acc_<name> (float) and its _ci ([low, high], Wilson), and
+      probe_{linear,knn}_diff_trained_<name>: the paired difference of accuracy over the
+      test images ({"mean", "stderr", "ci_low", "ci_high", ...}).
+    """
     result = {}
-    for name, (train_x, test_x) in features.items():
-        result[f"probe_linear_acc_{name}"] = probes.linear_probe_accuracy(train_x, train_y,
-                                                                          test_x, test_y)
-        result[f"probe_knn_acc_{name}"] = probes.knn_accuracy(train_x, train_y, test_x, test_y)
+    for probe, fn in (("linear", probes.linear_probe_correct), ("knn", probes.knn_correct)):
+        correct = {name: fn(train_x, train_y, test_x, test_y)
+                   for name, (train_x, test_x) in features.items()}
+        for name, c in correct.items():
+            stats = intervals.wilson_interval(c)
+            result[f"probe_{probe}_acc_{name}"] = stats["mean"]
+            result[f"probe_{probe}_acc_{name}_ci"] = [stats["ci_low"], stats["ci_high"]]
+        for name in correct:
+            if "trained" in correct and name != "trained" and len(test_y) >= 2:
+                result[f"probe_{probe}_diff_trained_{name}"] = \
+                    intervals.paired_accuracy_difference(correct["trained"], correct[name])
     return result
 
 
@@ -212,8 +233,9 @@ def representation_metrics(params, dataset, test_images, test_labels, model_conf
                                      "random": (train_random, random_mean),
                                      "pixels": (pixels(train_images), pixels(test_images))},
                                     train_labels, test_labels))
-        result["probe_linear_acc"] = result["probe_linear_acc_trained"]
-        result["probe_knn_acc"] = result["probe_knn_acc_trained"]
+        for probe in ("linear", "knn"):
+            result[f"probe_{probe}_acc"] = result[f"probe_{probe}_acc_trained"]
+            result[f"probe_{probe}_acc_ci"] = result[f"probe_{probe}_acc_trained_ci"]
     pairs = test_images[:8].reshape((4, 2) + test_images.shape[1:])
     paths = interpolations(params, pairs, model_config, e.sample_steps, 8,
                            jax.random.PRNGKey(seed + 4))
@@ -288,7 +310,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                # A time-conditioned encoder has a code w_t per time: no single-latent bound.
                "bpd_is_bound": model_config.encoder.kind != "conv_time"}
     metrics.update(bound_metrics(params, test_images, model_config, batch_size, e.mc_draws,
-                                 jax.random.PRNGKey(seed)))
+                                 out_dir))
     if model_config.conditional and model_config.encoder.kind == "conv":
         metrics.update(representation_metrics(params, dataset, test_images, test_labels,
                                               model_config, e, out_dir, batch_size, seed))

@@ -2,8 +2,10 @@
 
   python -m vdm_vae.fit_prior --config=configs/mvdm_oe.py --workdir=runs/mvdm_oe --steps=5000
 
-Writes workdir/w_prior/ (parameters), workdir/eval/w_prior.json and
-workdir/eval/samples_learned_prior.png. Run `--mode=eval` first to have the bound's other terms.
+The KL bound is evaluated on every test image with 16 draws each (--num_test_images,
+--draws) and reported with its standard error. Writes workdir/w_prior/ (parameters),
+workdir/eval/w_prior.json and workdir/eval/samples_learned_prior.png. Run `--mode=eval` first
+to have the bound's other terms.
 """
 
 import json
@@ -20,25 +22,51 @@ from vdm_vae.checkpoints import load
 from vdm_vae.diffusion import bits_per_dim_factor
 from vdm_vae.evaluate import generate, posterior
 from vdm_vae.images import image_grid, save_png
+from vdm_vae.metrics import intervals
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's workdir.")
 _STEPS = flags.DEFINE_integer("steps", 5000, "Optimiser steps for the prior.")
 _BATCH = flags.DEFINE_integer("batch", 512, "Batch of w per step.")
 _HIDDEN = flags.DEFINE_integer("hidden", 512, "Width of the prior's MLP.")
+_NUM_TEST = flags.DEFINE_integer("num_test_images", -1, "Test images for the KL bound (-1: all).")
+_DRAWS = flags.DEFINE_integer("draws", 16, "Draws of (w, t, eps) per test image for the KL bound.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def prior_report(params, prior_params, prior_config, model_config, test_images, batch, rng):
-    """KL bound to the learned prior on the test set and its bits/dim."""
+def check_kl_bound(stats: dict, what: str = "KL(q(w|x) || p_psi) bound"):
+    """Raises ValueError if a KL bound's mean is below 0 by more than 3 standard errors.
+
+    A KL is >= 0 and the bound is above it in expectation, so such a value is a bug (or the
+    wrong inputs), never a result.
+    """
+    if stats["mean"] < -3.0 * stats["stderr"]:
+        raise ValueError(f"the {what} is {stats['mean']:.4f} +- {stats['stderr']:.4f} nats, "
+                         "below 0 by more than 3 standard errors: a KL cannot be negative, so "
+                         "this is a bug to find, not a result.")
+
+
+def prior_report(params, prior_params, prior_config, model_config, test_images, batch, rng,
+                 draws: int = 16):
+    """KL bound to the learned prior on the test set, with its standard error, and bits/dim.
+
+    Raises ValueError if the bound is negative beyond its noise (`check_kl_bound`).
+    """
     mean, logvar = posterior(params, test_images, model_config, batch, "encode test")
-    kl = np.asarray(w_prior.kl_to_prior_bound(prior_params, mean, logvar, rng, prior_config))
+    kl = np.asarray(w_prior.kl_to_prior_bound(prior_params, mean, logvar, rng, prior_config,
+                                              draws=draws), np.float64)
     kl_std = 0.5 * np.sum(mean ** 2 + np.exp(logvar) - 1.0 - logvar, axis=-1)
+    stats = intervals.mean_interval(kl)
+    check_kl_bound(stats)
     k = bits_per_dim_factor(model_config.image_shape)
-    return {"kl_w_learned_prior_nats": float(kl.mean()),
+    return {"kl_w_learned_prior_nats": stats["mean"],
+            "kl_w_learned_prior_stderr_nats": stats["stderr"],
+            "kl_w_learned_prior_ci_nats": [stats["ci_low"], stats["ci_high"]],
             "kl_w_standard_prior_nats": float(kl_std.mean()),
-            "bpd_kl_w_learned_prior": float(kl.mean() * k),
-            "bpd_kl_w_standard_prior": float(kl_std.mean() * k)}
+            "bpd_kl_w_learned_prior": stats["mean"] * k,
+            "bpd_kl_w_learned_prior_stderr": stats["stderr"] * k,
+            "bpd_kl_w_standard_prior": float(kl_std.mean() * k),
+            "kl_num_test_images": len(test_images), "kl_draws": draws}
 
 
 def main(argv):
@@ -56,9 +84,10 @@ def main(argv):
     prior_params, history = w_prior.fit(mean, logvar, prior_config, _STEPS.value, _BATCH.value,
                                         rng)
     w_prior.save(os.path.join(workdir, "w_prior"), prior_params, prior_config)
-    report = prior_report(params, prior_params, prior_config, model_config,
-                          dataset.test_images[:max(config.eval.num_test_images, 0) or None],
-                          batch, jax.random.fold_in(rng, 1))
+    num_test = _NUM_TEST.value
+    test_images = dataset.test_images if num_test < 0 else dataset.test_images[:num_test]
+    report = prior_report(params, prior_params, prior_config, model_config, test_images, batch,
+                          jax.random.fold_in(rng, 1), _DRAWS.value)
     report.update(steps=_STEPS.value, loss_history_nats=history)
     out_dir = os.path.join(workdir, "eval")
     metrics_path = os.path.join(out_dir, "metrics.json")

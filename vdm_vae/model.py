@@ -76,7 +76,8 @@ class VDMVAE(nn.Module):
 
     def __call__(self, images: jax.Array, deterministic: bool = True,
                  t: Optional[jax.Array] = None, w: Optional[jax.Array] = None,
-                 example_ids: Optional[jax.Array] = None) -> VAEOutput:
+                 example_ids: Optional[jax.Array] = None, eps_0: Optional[jax.Array] = None,
+                 eps: Optional[jax.Array] = None) -> VAEOutput:
         """Loss terms for uint8 images [B,H,W,C].
 
         Args:
@@ -95,7 +96,8 @@ class VDMVAE(nn.Module):
         f = diffusion.pixels_to_unit(images, c.vocab_size)
         batch = images.shape[0]
 
-        eps_0 = _normal(self.make_rng("sample"), f.shape, example_ids)
+        if eps_0 is None:
+            eps_0 = _normal(self.make_rng("sample"), f.shape, example_ids)
         loss_recon = diffusion.reconstruction_loss(
             images, f + jnp.exp(0.5 * g_0) * eps_0, g_0, c.vocab_size)
         loss_klz = diffusion.prior_loss(f, var_1)
@@ -116,7 +118,8 @@ class VDMVAE(nn.Module):
 
         g_t = self.gamma(t)
         var_t = nn.sigmoid(g_t)[:, None, None, None]
-        eps = _normal(self.make_rng("sample"), f.shape, example_ids)
+        if eps is None:
+            eps = _normal(self.make_rng("sample"), f.shape, example_ids)
         # The MMD's prior draw comes last, so the weights leave the bound's noise unchanged.
         mmd_w = jnp.zeros((), jnp.float32)
         if with_mmd:

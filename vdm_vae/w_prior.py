@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import json
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
 import flax
 import flax.linen as nn
@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vdm_vae.progress import Progress
 from vdm_vae.unet import timestep_embedding
 
 
@@ -49,8 +50,12 @@ def _gamma(c: PriorConfig, t):
     return c.gamma_min + (c.gamma_max - c.gamma_min) * t
 
 
-def neg_elbo(params, w: jax.Array, rng: jax.Array, config: PriorConfig) -> jax.Array:
-    """Upper bound on -log p_psi(w) in nats, per example: [B,D] -> [B]."""
+def neg_elbo(params, w: jax.Array, rng: jax.Array, config: PriorConfig,
+             t: Optional[jax.Array] = None) -> jax.Array:
+    """Upper bound on -log p_psi(w) in nats, per example: [B,D] -> [B].
+
+    t: optional [B] diffusion times (default: antithetic over the batch).
+    """
     c, d = config, w.shape[-1]
     rng_t, rng_eps = jax.random.split(rng)
     g0, g1 = _gamma(c, 0.0), _gamma(c, 1.0)
@@ -58,7 +63,8 @@ def neg_elbo(params, w: jax.Array, rng: jax.Array, config: PriorConfig) -> jax.A
     recon = 0.5 * d * (np.log(2 * np.pi) + g0 + 1.0)
     var1 = 1.0 / (1.0 + np.exp(-g1))
     prior = 0.5 * jnp.sum((1 - var1) * w ** 2 + var1 - np.log(var1) - 1.0, axis=-1)
-    t = jnp.mod(jax.random.uniform(rng_t) + jnp.arange(w.shape[0]) / w.shape[0], 1.0)
+    if t is None:
+        t = jnp.mod(jax.random.uniform(rng_t) + jnp.arange(w.shape[0]) / w.shape[0], 1.0)
     var_t = jax.nn.sigmoid(_gamma(c, t))[:, None]
     eps = jax.random.normal(rng_eps, w.shape)
     z_t = jnp.sqrt(1 - var_t) * w + jnp.sqrt(var_t) * eps
@@ -72,13 +78,21 @@ def gaussian_entropy(logvar: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(1.0 + np.log(2 * np.pi) + logvar, axis=-1)
 
 
-def kl_to_prior_bound(params, mean, logvar, rng, config: PriorConfig, draws: int = 4):
-    """Upper bound on KL(q(w|x) || p_psi) per example [B], averaged over `draws` w ~ q."""
+@functools.partial(jax.jit, static_argnames=("config", "draws"))
+def kl_to_prior_bound(params, mean, logvar, rng, config: PriorConfig, draws: int = 16):
+    """Upper bound on KL(q(w|x) || p_psi) per example [B], averaged over `draws` draws.
+
+    Each draw takes w ~ q(w|x), a time t and the noise of z_t; the times of an example are
+    stratified over its draws, t_k = (u + k / draws) mod 1, and every example has its own u,
+    so the examples' estimates are independent (their spread gives a standard error).
+    """
+    rng_u, rng_draws = jax.random.split(rng)
+    u = jax.random.uniform(rng_u, mean.shape[:1])
     total = 0.0
     for k in range(draws):
-        r_w, r_elbo = jax.random.split(jax.random.fold_in(rng, k))
+        r_w, r_elbo = jax.random.split(jax.random.fold_in(rng_draws, k))
         w = mean + jnp.exp(0.5 * logvar) * jax.random.normal(r_w, mean.shape)
-        total = total + neg_elbo(params, w, r_elbo, config)
+        total = total + neg_elbo(params, w, r_elbo, config, t=jnp.mod(u + k / draws, 1.0))
     return total / draws - gaussian_entropy(logvar)
 
 
@@ -125,10 +139,13 @@ def fit(mean: np.ndarray, logvar: np.ndarray, config: PriorConfig, steps: int, b
         return optax.apply_updates(params, updates), opt_state, loss
 
     history = []
+    progress = Progress(steps, "fitting the prior", "step", interval=10.0)
     for i in range(steps):
         params, opt_state, loss = step(params, opt_state, jax.random.fold_in(rng_train, i))
         if i % 100 == 0 or i == steps - 1:
             history.append(float(loss))
+            progress.desc = f"fitting the prior (loss {history[-1]:.2f} nats)"
+        progress.update()
     return params, history
 
 

@@ -106,7 +106,25 @@ def _logsumexp_rows(a: np.ndarray) -> np.ndarray:
 def mutual_information(mean: npt.ArrayLike, logvar: npt.ArrayLike, rng_or_seed: RngLike,
                        num_samples_per_x: int = 1, max_points: int = 10_000,
                        chunk_size: int = 512) -> float:
-    """Monte Carlo estimate of the mutual information I(x; w) under the encoder, in nats.
+    """The mean of `mutual_information_terms` (same arguments), in nats."""
+    return float(np.mean(mutual_information_terms(mean, logvar, rng_or_seed, num_samples_per_x,
+                                                  max_points, chunk_size)))
+
+
+def mutual_information_stderr(terms: npt.ArrayLike) -> float:
+    """Monte Carlo standard error of the estimate from its per-point terms [N] (N >= 2).
+
+    It treats the terms as independent, which ignores that they share the aggregate
+    posterior; it measures the noise of the draws of w and of the points used.
+    """
+    terms = np.asarray(terms, np.float64)
+    return float(np.std(terms, ddof=1) / math.sqrt(len(terms)))
+
+
+def mutual_information_terms(mean: npt.ArrayLike, logvar: npt.ArrayLike, rng_or_seed: RngLike,
+                             num_samples_per_x: int = 1, max_points: int = 10_000,
+                             chunk_size: int = 512) -> np.ndarray:
+    """Per-point terms of a Monte Carlo estimate of the mutual information I(x; w), in nats.
 
     I(x; w) = E_x KL(q(w|x) || q(w)) with the aggregate posterior q(w) = (1/N) sum_n q(w|x_n),
     the x_n being the N data points (Hoffman & Johnson, 2016; Dieng et al., 2019). For samples
@@ -131,7 +149,8 @@ def mutual_information(mean: npt.ArrayLike, logvar: npt.ArrayLike, rng_or_seed: 
         chunk_size: samples per chunk of the density matrix, >= 1.
 
     Returns:
-        The estimate, a float in nats (<= log min(N, max_points)).
+        [min(N, max_points)] float64: for each point i, log q(w_i|x_i) - log q(w_i) averaged
+        over its samples; their mean is the estimate, in nats (<= log min(N, max_points)).
     """
     mean, logvar = _check_posterior(mean, logvar)
     for name, value in (("num_samples_per_x", num_samples_per_x), ("max_points", max_points),
@@ -145,7 +164,7 @@ def mutual_information(mean: npt.ArrayLike, logvar: npt.ArrayLike, rng_or_seed: 
     n = mean.shape[0]
     # Centring shrinks the terms of the expanded quadratic, limiting cancellation error.
     mean = mean - np.mean(mean, axis=0)
-    total = 0.0
+    total = np.zeros(n, np.float64)
     for _ in range(num_samples_per_x):
         eps = rng.standard_normal(mean.shape)
         w = mean + np.exp(0.5 * logvar) * eps
@@ -156,5 +175,5 @@ def mutual_information(mean: npt.ArrayLike, logvar: npt.ArrayLike, rng_or_seed: 
             rows = np.arange(stop - start)
             log_q[rows, start + rows] = log_q_own[start:stop]  # exact n = i terms
             log_q_agg = _logsumexp_rows(log_q) - math.log(n)
-            total += float(np.sum(log_q_own[start:stop] - log_q_agg))
-    return total / (n * num_samples_per_x)
+            total[start:stop] += log_q_own[start:stop] - log_q_agg
+    return total / num_samples_per_x

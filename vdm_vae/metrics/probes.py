@@ -41,7 +41,15 @@ def _check_splits(train_x, train_y, test_x, test_y) -> tuple[np.ndarray, ...]:
 def linear_probe_accuracy(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x: npt.ArrayLike,
                           test_y: npt.ArrayLike, max_train: int | None = None,
                           max_iter: int = 300, seed: int = 0) -> float:
-    """Test accuracy of a multinomial logistic regression on standardised features.
+    """Test accuracy of `linear_probe_correct` (same arguments), in [0, 1]."""
+    return float(np.mean(linear_probe_correct(train_x, train_y, test_x, test_y, max_train,
+                                              max_iter, seed)))
+
+
+def linear_probe_correct(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x: npt.ArrayLike,
+                         test_y: npt.ArrayLike, max_train: int | None = None,
+                         max_iter: int = 300, seed: int = 0) -> np.ndarray:
+    """Which test points a multinomial logistic regression on standardised features gets right.
 
     Features are standardised with the training mean and standard deviation, then an
     L2-regularised (C = 1) softmax regression is fitted with L-BFGS. On 60,000 x 784 MNIST
@@ -57,7 +65,7 @@ def linear_probe_accuracy(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x
         seed: seed for the training subset.
 
     Returns:
-        Fraction of test points classified correctly, in [0, 1].
+        [M] bool, True where the test point is classified correctly.
     """
     train_x, train_y, test_x, test_y = _check_splits(train_x, train_y, test_x, test_y)
     if max_train is not None and (not isinstance(max_train, (int, np.integer)) or max_train < 2):
@@ -72,12 +80,18 @@ def linear_probe_accuracy(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x
                          f"{np.unique(train_y).tolist()}.")
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
     probe.fit(train_x.astype(np.float32), train_y)
-    return float(np.mean(probe.predict(test_x.astype(np.float32)) == test_y))
+    return probe.predict(test_x.astype(np.float32)) == test_y
 
 
 def knn_accuracy(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x: npt.ArrayLike,
                  test_y: npt.ArrayLike, k: int = 5) -> float:
-    """Test accuracy of a k-nearest-neighbour classifier (Euclidean, majority vote).
+    """Test accuracy of `knn_correct` (same arguments), in [0, 1]."""
+    return float(np.mean(knn_correct(train_x, train_y, test_x, test_y, k)))
+
+
+def knn_correct(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x: npt.ArrayLike,
+                test_y: npt.ArrayLike, k: int = 5) -> np.ndarray:
+    """Which test points a k-nearest-neighbour classifier (Euclidean, majority vote) gets right.
 
     Features are used as given (not standardised), so distances are those of the feature space.
 
@@ -89,7 +103,7 @@ def knn_accuracy(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x: npt.Arr
         k: number of neighbours, 1 <= k <= N.
 
     Returns:
-        Fraction of test points classified correctly, in [0, 1].
+        [M] bool, True where the test point is classified correctly.
     """
     train_x, train_y, test_x, test_y = _check_splits(train_x, train_y, test_x, test_y)
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= train_x.shape[0]:
@@ -97,4 +111,4 @@ def knn_accuracy(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x: npt.Arr
                          f"training points), got {k!r}.")
     classifier = KNeighborsClassifier(n_neighbors=int(k))
     classifier.fit(train_x.astype(np.float32), train_y)
-    return float(np.mean(classifier.predict(test_x.astype(np.float32)) == test_y))
+    return classifier.predict(test_x.astype(np.float32)) == test_y

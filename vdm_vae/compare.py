@@ -1,0 +1,150 @@
+"""Compares the bounds of several runs on the same test images with the same draws.
+
+  python -m vdm_vae.compare --workdirs=runs/cpu/mvdm,runs/cpu/mvdm_oe --baseline=runs/cpu/mvdm \
+      --out=runs/cpu/compare_mvdm.json [--num_images=1000 --draws=4]
+
+For each run: the bound and its terms with standard errors. For each run against the
+baseline: the mean paired difference of every term over the test images, its standard error,
+a 95% interval, and the standard error the same difference would have unpaired. Writes the
+JSON to --out and a markdown table beside it (.md); prints the table.
+"""
+
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+from absl import app, flags
+
+from vdm_vae import data as data_lib
+from vdm_vae import paired
+from vdm_vae.checkpoints import Checkpointer, load, load_run_config
+from vdm_vae.metrics import intervals
+
+_WORKDIRS = flags.DEFINE_list("workdirs", None, "Runs to compare, comma separated.")
+_BASELINE = flags.DEFINE_string("baseline", None, "The run every other is compared with.")
+_OUT = flags.DEFINE_string("out", None, "JSON output (a .md table is written beside it).")
+_NUM_IMAGES = flags.DEFINE_integer("num_images", None, "Test images (default: the baseline "
+                                   "config's eval.num_test_images; -1 = all).")
+_DRAWS = flags.DEFINE_integer("draws", 4, "Draws of (t, eps, eps_0) per image.")
+_SEED = flags.DEFINE_integer("seed", paired.EVAL_SEED, "Evaluation seed.")
+_BATCH = flags.DEFINE_integer("batch", None, "Batch size (default: the baseline config's "
+                              "training.batch_size_eval).")
+_ANTITHETIC = flags.DEFINE_bool("antithetic", True, "Stratify t over an image's draws.")
+flags.mark_flags_as_required(["workdirs", "baseline"])
+
+
+def _step(workdir: str) -> Optional[int]:
+    ckpt = Checkpointer(workdir)
+    try:
+        return ckpt.latest_step()
+    finally:
+        ckpt.close()
+
+
+def run_names(workdirs: List[str]) -> Dict[str, str]:
+    """Short unique names (folder names, or the paths if two share one) -> workdir."""
+    base = [os.path.basename(os.path.normpath(w)) for w in workdirs]
+    if len(set(base)) == len(base):
+        return dict(zip(base, workdirs))
+    return {w: w for w in workdirs}
+
+
+def summarise(per_image: Dict[str, Dict[str, np.ndarray]], baseline: str) -> dict:
+    """Per run, each term's mean interval; per other run, each term's paired difference.
+
+    Args:
+      per_image: run name -> term name -> per-image values [N] (same images, same draws).
+      baseline: the name of the run the others are compared with.
+    """
+    base = per_image[baseline]
+    runs = {name: {term: intervals.mean_interval(v) for term, v in terms.items()}
+            for name, terms in per_image.items()}
+    differences = {name: {term: intervals.paired_difference(v, base[term])
+                          for term, v in terms.items()}
+                   for name, terms in per_image.items() if name != baseline}
+    return {"runs": runs, "differences": differences}
+
+
+def markdown(result: dict) -> str:
+    """The comparison as a markdown table (bits/dim)."""
+    base = result["baseline"]
+    lines = [f"Paired bound comparison: {result['num_images']} test images, {result['draws']} "
+             f"draws per image (seed {result['seed']}), baseline `{base}`. Bits/dim; "
+             "intervals are 95%.", "",
+             f"| run | bpd [95% CI] | se | bpd - bpd({base}) [95% CI] | paired se | "
+             "unpaired se |", "|---|---|---|---|---|---|"]
+    for name, terms in result["runs"].items():
+        row = [name, intervals.format_interval(terms["bpd"]), f"{terms['bpd']['stderr']:.4f}"]
+        diff = result["differences"].get(name, {}).get("bpd")
+        if diff is None:
+            row += ["(baseline)", "-", "-"]
+        else:
+            row += [intervals.format_interval(diff), f"{diff['stderr']:.4f}",
+                    f"{diff['unpaired_stderr']:.4f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    terms = [t for t in paired.TERMS if t != "bpd"]
+    lines += ["", "Paired differences of each term against the baseline:", "",
+              "| run | " + " | ".join(terms) + " |", "|---|" + "---|" * len(terms)]
+    for name, diffs in result["differences"].items():
+        lines.append("| " + " | ".join([name] + [intervals.format_interval(diffs[t])
+                                                 for t in terms]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(workdirs: List[str], baseline: str, num_images: Optional[int] = None,
+            draws: int = 4, seed: int = paired.EVAL_SEED, batch_size: Optional[int] = None,
+            antithetic: bool = True) -> dict:
+    """Evaluates every run on the same images with the same draws; see the module docstring.
+
+    Args:
+      workdirs: run folders (each once); `baseline` is added if missing.
+      baseline: the run folder the others are compared with.
+      num_images: first test images to use (None: the baseline config's
+        eval.num_test_images; -1: all).
+      draws, seed, antithetic: as `paired.per_image_bound`.
+      batch_size: None for the baseline config's training.batch_size_eval.
+    """
+    workdirs = list(dict.fromkeys(list(workdirs) + [baseline]))
+    names = run_names(workdirs)
+    base_name = next(n for n, w in names.items() if w == baseline)
+    base_config, base_model = load_run_config(baseline)
+    for workdir in names.values():
+        config, model = load_run_config(workdir)
+        if config["data"] != base_config["data"] or model.image_shape != base_model.image_shape:
+            raise ValueError(f"{workdir} was trained on other data than {baseline}: "
+                             "only runs on the same data can be compared.")
+    num = base_config["eval"]["num_test_images"] if num_images is None else num_images
+    batch = batch_size or int(base_config["training"]["batch_size_eval"])
+    images = data_lib.load_dataset(base_config["data"]).test_images
+    images = images if num is None or num < 0 else images[:num]
+    result = {"baseline": base_name, "num_images": len(images), "draws": draws, "seed": seed,
+              "antithetic": antithetic, "workdirs": names, "steps": {}, "bpd_is_bound": {}}
+    per_image = {}
+    for name, workdir in names.items():
+        params, model = load(workdir)
+        result["steps"][name] = _step(workdir)
+        result["bpd_is_bound"][name] = model.encoder.kind != "conv_time"
+        per_image[name] = paired.per_image_bound(
+            {"params": params}, images, model, draws=draws, batch_size=batch, seed=seed,
+            antithetic=antithetic, desc=f"bound of {name}")
+    result.update(summarise(per_image, base_name))
+    return result
+
+
+def main(argv):
+    del argv
+    result = compare(_WORKDIRS.value, _BASELINE.value, _NUM_IMAGES.value, _DRAWS.value,
+                     _SEED.value, _BATCH.value, _ANTITHETIC.value)
+    table = markdown(result)
+    if _OUT.value:
+        os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+        with open(_OUT.value, "w") as f:
+            json.dump(result, f, indent=1)
+        with open(os.path.splitext(_OUT.value)[0] + ".md", "w") as f:
+            f.write(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    app.run(main)
