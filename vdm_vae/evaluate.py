@@ -15,7 +15,7 @@ import numpy as np
 
 from vdm_vae import data as data_lib
 from vdm_vae import losses, plots
-from vdm_vae.checkpoints import Checkpointer, load
+from vdm_vae.checkpoints import load_with_step
 from vdm_vae.images import image_grid, save_png
 from vdm_vae.metrics import collapse, probes
 from vdm_vae.model import VDMVAE, init_params
@@ -272,11 +272,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if e.mc_draws < 1:
         raise ValueError(f"config.eval.mc_draws={e.mc_draws} is invalid: expected an int >= 1.")
     dataset = data_lib.load_dataset(config.data)
-    params, model_config = load(workdir)
+    params, model_config, step = load_with_step(workdir)
     params = {"params": params}
-    ckpt = Checkpointer(workdir)
-    step = ckpt.latest_step()
-    ckpt.close()
     out_dir = os.path.join(workdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     seed = int(config.training.seed)

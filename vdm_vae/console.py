@@ -1,0 +1,37 @@
+"""The project's own console lines (stdout, process 0) and quiet third-party logging."""
+
+import logging
+import sys
+
+# Loggers of libraries that report every save, restore and compile at INFO level.
+THIRD_PARTY = ("absl", "orbax", "jax", "jax._src", "tensorstore", "matplotlib", "PIL", "clu")
+
+
+def _is_main_process() -> bool:
+    if "jax" not in sys.modules:
+        return True
+    import jax
+
+    return jax.process_index() == 0
+
+
+def say(message: str):
+    """Prints one of the project's lines (progress, resume, saves) on process 0's stdout."""
+    if _is_main_process():
+        print(message, flush=True)
+
+
+def warn(message: str):
+    """Prints `warning: message` on process 0's stdout."""
+    say(f"warning: {message}")
+
+
+def quiet_third_party(verbosity: int):
+    """Hides third-party INFO lines unless absl's --verbosity is 0 (INFO) or more.
+
+    Args:
+      verbosity: absl's verbosity: -1 (default here) shows WARNING and above, 0 INFO, 1 DEBUG.
+    """
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    for name in THIRD_PARTY:
+        logging.getLogger(name).setLevel(level)
