@@ -100,10 +100,7 @@ def _flag_error_message(error: Exception, argv: List[str]) -> str:
 def parse_flags(argv: List[str]) -> List[str]:
     """absl flags_parser: a bad flag or config file is one line on stderr and exit code 2.
 
-    Also hides TensorFlow's C++ INFO lines unless --verbosity is given.
     """
-    if not any(a.startswith(("--verbosity", "-v=", "--v=")) for a in argv[1:]):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     try:
         remaining = flags.FLAGS(argv)
         for name in flags.FLAGS:

@@ -1,6 +1,8 @@
 """The project's own console lines (stdout, process 0) and quiet third-party logging."""
 
+import contextlib
 import logging
+import os
 import sys
 
 # Loggers of libraries that report every save, restore and compile at INFO level.
@@ -35,3 +37,25 @@ def quiet_third_party(verbosity: int):
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Sends file descriptor 2 to /dev/null inside the block unless INFO logs are on.
+
+    TensorFlow's C++ start-up lines (oneDNN, absl::InitializeLog) ignore TF_CPP_MIN_LOG_LEVEL;
+    Python exceptions raised inside the block still show, after it.
+    """
+    if logging.getLogger("absl").getEffectiveLevel() <= logging.INFO:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -7,6 +7,7 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
+from vdm_vae.console import quiet_native_stderr
 from vdm_vae.images import save_png
 
 
@@ -55,11 +56,12 @@ class MultiWriter:
 
 def _clu_writer(workdir: str):
     """CLU's TensorBoard writer, or None when TensorFlow (and so CLU's writers) is missing."""
-    try:
-        from clu import metric_writers
-    except ImportError:
-        return None
-    return metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    with quiet_native_stderr():  # TensorFlow's C++ start-up lines
+        try:
+            from clu import metric_writers
+        except ImportError:
+            return None
+        return metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
 
 
 class _CluImages:
