@@ -97,7 +97,10 @@ def _mark_finished(workdir: str, step: int):
 
 
 class StopSignals(contextlib.AbstractContextManager):
-    """Turns SIGINT / SIGTERM into a flag the loop checks, so it can save and exit."""
+    """Turns SIGINT / SIGTERM into a flag the loop checks, so it can save and exit.
+
+    With several processes the loop checks `agreed()`, so a signal to any process stops all.
+    """
 
     def __init__(self):
         self.received: Optional[int] = None
@@ -111,6 +114,15 @@ class StopSignals(contextlib.AbstractContextManager):
     def _handle(self, signum, frame):
         del frame
         self.received = signum
+
+    def agreed(self) -> Optional[int]:
+        """The signal any process received (so that all stop and save the same step)."""
+        if jax.process_count() == 1:
+            return self.received
+        from jax.experimental import multihost_utils
+
+        signums = multihost_utils.process_allgather(np.int32(self.received or 0))
+        return int(np.max(signums)) or None
 
     def __exit__(self, *exc):
         for sig, handler in self._old.items():
@@ -215,8 +227,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     p_state, p_rng = replicate(state, devices), replicate(train_rng, devices)
     history, timer = [], StepTimer()
     last_saved = ckpt.restored_step
+    received = None
     with StopSignals() as stop:
-        while step < t.num_steps_train and stop.received is None:
+        while step < t.num_steps_train and (received := stop.agreed()) is None:
             p_state, metrics = train_step(p_state, next(batches), p_rng)
             history += [(step + i + 1, jax.tree_util.tree_map(lambda m, i=i: m[:, i], metrics))
                         for i in range(t.substeps)]
@@ -236,15 +249,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                 _periodic_eval(p_state, dataset, model_config, config, writer, step,
                                sample_rng, cpu)
                 timer.restart(step)
-        if stop.received is not None:
+        if received is not None:
             if step != last_saved:
                 _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu)
                 ckpt.save(step, _unreplicate(p_state))
-            say(f"Signal {stop.received}: saved step {step} and stopped.")
+            say(f"Signal {received}: saved step {step} and stopped.")
     ckpt.close()
     writer.close()
-    if stop.received is not None:
-        raise Stopped(stop.received, step)
+    if received is not None:
+        raise Stopped(received, step)
     _mark_finished(workdir, step)
     return _unreplicate(p_state)
 
