@@ -37,6 +37,19 @@ def quiet_third_party(verbosity: int):
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(level)
+    absl_logger = logging.getLogger("absl")
+    absl_logger.removeFilter(_drop_save_waits)
+    if verbosity < 0:
+        absl_logger.addFilter(_drop_save_waits)
+
+
+def _drop_save_waits(record: logging.LogRecord) -> bool:
+    """False for Orbax's "Waiting for previous save to complete took N seconds" warning.
+
+    Checkpointer.save already waits for every save; on a loaded machine Orbax still warns
+    about the second it takes to start the next one, at every save.
+    """
+    return not str(record.msg).startswith("Waiting for previous save to complete")
 
 
 @contextlib.contextmanager
