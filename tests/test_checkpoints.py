@@ -2,6 +2,8 @@
 
 import glob
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,3 +91,21 @@ def test_step_that_reads_but_does_not_fit_raises_and_stays(tmp_path):
         ckpt.restore(other)
     ckpt.close()
     assert sorted(os.listdir(directory)) == ["1", "2"]
+
+
+def test_truncated_array_fallback_prints_one_line(tmp_path):
+    """In a fresh process: the failed reads' late callbacks print no tracebacks."""
+    workdir = str(tmp_path)
+    directory = _save_steps(workdir)
+    _truncate_array_file(os.path.join(directory, "2"))
+    code = ("import sys, numpy as np; sys.path.insert(0, 'tests'); "
+            "from test_checkpoints import _state; from vdm_vae.checkpoints import Checkpointer; "
+            f"c = Checkpointer({workdir!r}); c.restore(_state(0)); c.close(); "
+            "print('restored', c.restored_step)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ, PYTHONPATH=root))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "restored 1"
+    assert "Event loop is closed" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr

@@ -7,6 +7,7 @@ workdir/checkpoints_unreadable/ with a one-line warning, and the newest readable
 import json
 import os
 import shutil
+import sys
 from typing import Callable, Optional, Tuple
 
 import jax
@@ -103,6 +104,7 @@ class Checkpointer:
         raise FileNotFoundError(f"no checkpoint in {self.directory}.")
 
     def _readable(self, step: int) -> bool:
+        _ignore_closed_loop_callbacks()
         try:
             self._restore_raw_step(step)
         except Exception:  # noqa: BLE001 - reading failed, whatever the cause
@@ -130,6 +132,25 @@ class Checkpointer:
     def close(self):
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _ignore_closed_loop_callbacks():
+    """Drops "Event loop is closed" errors that a failed restore leaves behind.
+
+    TensorStore completes the reads of a failed restore after Orbax closed their event loop;
+    each completion raises in a callback, and Python prints hundreds of these tracebacks.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop", False):
+        return
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError)
+                and "Event loop is closed" in str(unraisable.exc_value)):
+            previous(unraisable)
+
+    hook.drops_closed_loop = True
+    sys.unraisablehook = hook
 
 
 def _sync(name: str):
