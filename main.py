@@ -4,12 +4,16 @@
   python main.py --config=configs/svdm_oe.py --workdir=runs/svdm_oe --mode=eval
   python main.py --config=configs/svdm_oe.py:smoke --workdir=/tmp/smoke
 Any config field can be overridden: --config.training.num_steps_train=1000.
+Exit codes: 0 finished, 2 a user error (one line on stderr), 130 / 143 stopped by
+SIGINT / SIGTERM after saving a checkpoint. --verbosity=0 shows third-party INFO logs.
 """
 
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from vdm_vae import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (e.g. configs/svdm_oe.py).",
                                           lock_config=True)
@@ -26,7 +30,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        cli.fail(f"unexpected arguments {argv[1:]}: every option is a --flag.")
+    cli.quiet_logs()
+    cli.check_workdir(_WORKDIR.value, must_exist=_MODE.value == "eval")
     import jax
 
     if _DISTRIBUTED.value:
@@ -34,22 +40,21 @@ def main(argv):
                                    num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
     logging.info("JAX devices: %s", jax.devices())
-    try:
-        if _MODE.value == "train":
-            from vdm_vae.train import train_and_evaluate
+    if _MODE.value == "train":
+        from vdm_vae.train import Stopped, train_and_evaluate
 
-            train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-        else:
-            from vdm_vae.evaluate import evaluate
+        try:
+            cli.run_or_exit(lambda: train_and_evaluate(_CONFIG.value, _WORKDIR.value))
+        except Stopped as stopped:
+            sys.exit(stopped.exit_code)
+    else:
+        from vdm_vae.evaluate import evaluate
 
-            evaluate(_CONFIG.value, _WORKDIR.value)
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        cli.run_or_exit(lambda: evaluate(_CONFIG.value, _WORKDIR.value))
 
 
 if __name__ == "__main__":
     from vdm_vae.cpu_env import reexec_with_cpu_settings
 
     reexec_with_cpu_settings()  # huge pages for malloc, multi-threaded convs: see cpu_env.py
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -5,7 +5,10 @@
       --eval_args="--config.eval.num_fid_samples=0 --config.eval.num_test_images=2000"
   python experiments/run_grid.py --configs=mnist_cpu_uncond,mnist_cpu --jobs=2
 
-A run is finished when its workdir holds eval/metrics.json for the requested step count.
+Training counts as done when main.py wrote workdir/finished.json for the requested step count;
+only then is the run evaluated, and it is finished when eval/metrics.json is for that step count.
+A training stopped by SIGINT / SIGTERM (main.py exits 130 / 143 after saving a checkpoint) is
+not evaluated; the grid then exits with that code, and running it again resumes the run.
 Runs live under --root (default $VDM_VAE_RUNS or ~/.cache/vdm_vae/runs, outside the work
 tree); every run resumes from its last checkpoint. With --jobs=N, N runs go at once, each
 pinned to its own core, so each run's CPU time is its own.
@@ -26,6 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VDMS = ("svdm", "tvdm", "mvdm")
 ENCODERS = ("oepp", "oe", "se", "te", "ue", "none")
+INTERRUPTED = {130: "SIGINT", 143: "SIGTERM"}  # main.py's exit codes after saving
 
 
 def _name(vdm: str, encoder: str) -> str:
@@ -48,12 +52,22 @@ def is_finished(workdir: str, steps: int) -> bool:
         return json.load(f).get("step") == steps
 
 
+def training_finished(workdir: str, steps: int) -> bool:
+    """True when main.py marked the training of `workdir` finished at `steps` steps."""
+    path = os.path.join(workdir, "finished.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return json.load(f).get("step") == steps
+
+
 DEFAULT_ROOT = os.path.join(
     os.environ.get("VDM_VAE_RUNS", os.path.join(os.path.expanduser("~"), ".cache", "vdm_vae",
                                                 "runs")))
 _PRINT = threading.Lock()
 _STOP = threading.Event()  # set by SIGINT/SIGTERM: runs save and stop, nothing new starts
 _CHILDREN = set()
+_STOPPED = {}  # name -> exit code of a training stopped by a signal
 
 
 def _on_signal(signum, frame):
@@ -88,9 +102,13 @@ def run(cmd, log_path: str, prefix: str = "", cores=None) -> int:
 
 
 def train_and_eval(name: str, args, cores=None) -> bool:
-    """Trains (resuming) and evaluates one config; True on success."""
+    """Trains (resuming) and evaluates one config; True on success.
+
+    A training stopped by a signal is recorded in _STOPPED and not evaluated.
+    """
     workdir = os.path.join(args.root, name)
-    if is_finished(workdir, args.steps or _config_steps(name)):
+    steps = args.steps or _config_steps(name)
+    if is_finished(workdir, steps):
         print(f"[{name}] finished already, skipped.", flush=True)
         return True
     os.makedirs(workdir, exist_ok=True)
@@ -100,10 +118,19 @@ def train_and_eval(name: str, args, cores=None) -> bool:
         config.append(f"--config.training.num_steps_train={args.steps}")
     config += shlex.split(args.train_args)
     prefix = f"[{name}] " if args.jobs > 1 else ""
-    if _STOP.is_set() or run([sys.executable, "main.py"] + config, log, prefix, cores) != 0:
-        return False
     if _STOP.is_set():
-        return False  # interrupted: the run resumes next time
+        return False
+    if not training_finished(workdir, steps):
+        code = run([sys.executable, "main.py"] + config, log, prefix, cores)
+        if code in INTERRUPTED:
+            _STOPPED[name] = code
+            return False
+        if code != 0 or not training_finished(workdir, steps):
+            with _PRINT:
+                print(f"[{name}] training failed (exit code {code}), not evaluated.", flush=True)
+            return False
+    if _STOP.is_set():
+        return False
     return run([sys.executable, "main.py", "--mode=eval"] + config + shlex.split(args.eval_args),
                log, prefix, cores) == 0
 
@@ -167,8 +194,13 @@ def main(argv=None):
         signal.signal(sig, _on_signal)
     start = time.time()
     print(f"=== {len(names)} runs under {args.root}, {args.jobs} at a time", flush=True)
-    failed = run_all(names, args)
+    failed = [n for n in run_all(names, args) if n not in _STOPPED]
     print(f"=== done in {time.time() - start:.0f}s", flush=True)
+    for name, code in _STOPPED.items():
+        print(f"[{name}] training stopped by {INTERRUPTED[code]} (exit code {code}) after "
+              "saving a checkpoint: run the grid again to resume it.", flush=True)
+    if _STOPPED:
+        sys.exit(max(_STOPPED.values()))
     if failed:
         sys.exit(f"failed: {', '.join(failed)}")
 

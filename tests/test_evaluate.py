@@ -74,12 +74,34 @@ def test_eval_writes_every_key_and_figure(trained):
 
 def test_unconditional_eval_skips_w_metrics(trained_uncond):
     workdir, args = trained_uncond
-    result = run_main(args + ["--mode=eval"])
+    result = run_main(args + ["--mode=eval", "--config.eval.num_test_images=200"])
     assert result.returncode == 0, result.stderr
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:
         m = json.load(f)
     assert m["bpd_kl_w"] == 0.0 and "kl_w_nats" not in m
+    assert m["num_test_images"] == 16
     assert os.path.exists(os.path.join(workdir, "eval", "samples.png"))
+    lines = result.stdout.splitlines()
+    assert ("warning: config.eval.num_test_images=200 is more than the 16 images of the data: "
+            "using 16.") in lines
+    assert any(line.startswith("samples.npz and FID skipped: config.eval.num_fid_samples=0")
+               for line in lines), lines
+    assert any(line.startswith("guided.png skipped") for line in lines), lines
+    assert not os.path.exists(os.path.join(workdir, "eval", "samples.npz"))
+
+
+@pytest.mark.parametrize("make_workdir", ["empty", "missing"])
+def test_fit_prior_without_a_run_fails_in_one_line(tmp_path, make_workdir):
+    workdir = tmp_path / "run"
+    if make_workdir == "empty":
+        workdir.mkdir()
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", "vdm_vae.fit_prior",
+                             "--config=configs/mvdm_oe.py:smoke", f"--workdir={workdir}"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and str(workdir) in line, line
 
 
 def test_fit_prior_command_reports_the_bound_under_it(trained):

@@ -166,3 +166,48 @@ def test_runs_evaluated_with_other_draws_are_not_paired(collect, tmp_path):
     collect.main(["--root", str(root), "--name", "t", "--command", "c"])
     with open(tmp_path / "results" / "t.json") as f:
         assert "bpd_minus_uncond" not in json.load(f)["mvdm_oe"]
+
+
+def _fake_main(run_grid, monkeypatch, train_code: int, marks_finished: bool):
+    """Replaces main.py: training exits with train_code (and maybe writes finished.json)."""
+    calls = []
+
+    def run(cmd, log_path, prefix="", cores=None):
+        del log_path, prefix, cores
+        workdir = next(a.split("=", 1)[1] for a in cmd if a.startswith("--workdir="))
+        mode = "eval" if "--mode=eval" in cmd else "train"
+        calls.append(mode)
+        if mode == "train" and marks_finished:
+            with open(os.path.join(workdir, "finished.json"), "w") as f:
+                json.dump({"step": 5}, f)
+        return train_code if mode == "train" else 0
+
+    monkeypatch.setattr(run_grid, "run", run)
+    return calls
+
+
+@pytest.mark.parametrize("code", [130, 143])
+def test_interrupted_training_is_not_evaluated_and_the_grid_exits_with_its_code(
+        monkeypatch, tmp_path, code):
+    run_grid = _load("run_grid")
+    calls = _fake_main(run_grid, monkeypatch, code, marks_finished=False)
+    with pytest.raises(SystemExit) as stopped:
+        run_grid.main(["--configs=mvdm", "--steps=5", f"--root={tmp_path}"])
+    assert stopped.value.code == code
+    assert calls == ["train"]
+
+
+def test_training_that_exits_zero_unfinished_is_not_evaluated(monkeypatch, tmp_path):
+    run_grid = _load("run_grid")
+    calls = _fake_main(run_grid, monkeypatch, 0, marks_finished=False)
+    with pytest.raises(SystemExit, match="failed: mvdm"):
+        run_grid.main(["--configs=mvdm", "--steps=5", f"--root={tmp_path}"])
+    assert calls == ["train"]
+
+
+def test_finished_training_is_evaluated_and_not_retrained(monkeypatch, tmp_path):
+    run_grid = _load("run_grid")
+    calls = _fake_main(run_grid, monkeypatch, 0, marks_finished=True)
+    run_grid.main(["--configs=mvdm", "--steps=5", f"--root={tmp_path}"])
+    run_grid.main(["--configs=mvdm", "--steps=5", f"--root={tmp_path}"])
+    assert calls == ["train", "eval", "eval"]

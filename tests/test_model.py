@@ -306,6 +306,7 @@ def test_param_counts_match_study_encoders_and_w_adds_only_dense0_rows():
     (random_images(0, 2)[0], ["rank 4", "(8, 8, 1)"]),
     (np.full((2,) + IMAGE_SHAPE, 300, np.int32), ["[300, 300]", "[0, 255]"]),
     (random_images(0, 2, (8, 8, 3)), ["(8, 8, 3)", "(8, 8, 1)"]),
+    (np.full((2,) + IMAGE_SHAPE, np.nan, np.float32), ["float32", "uint8"]),
 ])
 def test_bad_images_are_rejected_with_given_and_expected(cond, images, expected):
     config, variables = cond
@@ -318,6 +319,8 @@ def test_bad_images_are_rejected_with_given_and_expected(cond, images, expected)
     ("cond", np.zeros((2, W_DIM + 1)), [f"(2, {W_DIM + 1})", f"[B, {W_DIM}]"]),
     ("cond", np.zeros((W_DIM,)), [f"({W_DIM},)", f"[B, {W_DIM}]"]),
     ("uncond", np.zeros((2, W_DIM)), [f"(2, {W_DIM})", "None"]),
+    ("cond", np.full((2, W_DIM), np.nan), [f"{2 * W_DIM} non-finite", "NaN"]),
+    ("cond", np.eye(2, W_DIM) / 0.0, ["non-finite"]),
 ])
 def test_bad_w_is_rejected_with_given_and_expected(setup, w, expected, request):
     config, variables = request.getfixturevalue(setup)

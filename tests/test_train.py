@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -164,16 +165,49 @@ BAD_CONFIGS = [
     (["--config=configs/mvdm_oe.py:smoke", "--config.training.batch_size_train=7"],
      "batch_size_train"),
     (["--config=configs/no_such_config.py"], "no_such_config"),
+    (["--config=configs/mvdm_oe.py:smoke", "--config.training.nosuchfield=1"],
+     "config.training has no field 'nosuchfield'"),
+    (["--config=configs/mvdm_oe.py:smoke", "--config.model.encoder.wdim=1"],
+     "--config.model.encoder.w_dim"),
+    (["--config=configs/mvdm_oe.py:smoke", "--config.data.name=nosuchset"],
+     "config.data.name='nosuchset' has no effect"),
+    (["--config=configs/mvdm_oe.py:bogus"], "'bogus' is unknown"),
 ]
 
 
-@pytest.mark.parametrize("args,field", BAD_CONFIGS)
-def test_bad_config_fails_before_any_work(args, field, tmp_path):
+@pytest.mark.parametrize("args,message", BAD_CONFIGS)
+def test_bad_config_fails_in_one_line_before_any_work(args, message, tmp_path):
     workdir = str(tmp_path / "bad")
     result = run_main(args + [f"--workdir={workdir}"], devices=2)
-    assert result.returncode != 0
-    assert field in result.stderr
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert not os.path.isdir(os.path.join(workdir, "checkpoints"))
+
+
+def test_workdir_that_is_a_file_fails_in_one_line(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("not a folder")
+    for mode in ("train", "eval"):
+        result = run_main(["--config=configs/mvdm.py:smoke", f"--workdir={path}",
+                           f"--mode={mode}"])
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            f"error: --workdir='{path}' is a file: expected a folder (new or of an earlier run)."]
+
+
+def test_divergence_before_any_save_says_so(tmp_path):
+    result = run_main(["--config=configs/mvdm.py:smoke", f"--workdir={tmp_path / 'run'}",
+                       "--config.optimizer.learning_rate=1e6",
+                       "--config.optimizer.lr_warmup_steps=0",
+                       "--config.optimizer.gradient_clip_norm=1e9",
+                       "--config.training.num_steps_train=20",
+                       "--config.training.steps_per_save=1000",
+                       "--config.training.steps_per_eval=1000"])
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "non-finite loss or gradient at step" in line
+    assert "no checkpoint was saved before it" in line
 
 
 def test_resume_with_other_w_dim_is_refused(tmp_path):
@@ -183,3 +217,56 @@ def test_resume_with_other_w_dim_is_refused(tmp_path):
     result = run_main(base + ["--config.model.encoder.w_dim=4"])
     assert result.returncode != 0
     assert "w_dim" in result.stderr
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_exits_with_its_code_and_resumes(sig, code, tmp_path):
+    workdir = str(tmp_path / "run")
+    common = ["--config=configs/mvdm.py:smoke", f"--workdir={workdir}",
+              "--config.training.num_steps_train=100000", "--config.training.steps_per_save=1000",
+              "--config.training.steps_per_eval=100000", "--config.training.steps_per_logging=1"]
+    proc = run_main(common, wait=False)
+    for line in proc.stdout:  # stop once training runs
+        if line.startswith("step 3/"):
+            break
+    proc.send_signal(sig)
+    out = proc.stdout.read()
+    assert proc.wait(timeout=300) == code, out
+    saved = [line for line in out.splitlines() if line.startswith(f"Signal {int(sig)}: saved")]
+    assert len(saved) == 1, out
+    step = int(saved[0].split("saved step ")[1].split()[0])
+    assert os.path.isdir(os.path.join(workdir, "checkpoints", str(step)))
+    assert not os.path.exists(os.path.join(workdir, "finished.json"))
+    if sig != signal.SIGINT:
+        return  # resuming does not depend on the signal: once is enough
+    resumed = run_main(common[:2] + [f"--config.training.num_steps_train={step + 1}"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resumed from step {step} in " in resumed.stdout
+    with open(os.path.join(workdir, "finished.json")) as f:
+        assert json.load(f) == {"step": step + 1}
+
+
+def test_corrupt_newest_checkpoint_falls_back_with_quiet_logs(tmp_path):
+    workdir = str(tmp_path / "run")
+    common = ["--config=configs/mvdm.py:smoke", f"--workdir={workdir}",
+              "--config.training.steps_per_eval=1000"]
+    first = run_main(common)
+    assert first.returncode == 0, first.stderr
+    assert not _info_lines(first.stderr), first.stderr  # third-party INFO is off by default
+    with open(os.path.join(workdir, "checkpoints", "2", "default", "_METADATA"), "r+b") as f:
+        f.truncate(100)
+    resumed = run_main(common + ["--config.training.num_steps_train=3"])
+    assert resumed.returncode == 0, resumed.stderr
+    warnings = [line for line in resumed.stdout.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and os.path.join("checkpoints", "2") in warnings[0], warnings
+    assert "Resumed from step 1 in " in resumed.stdout
+    assert os.path.isdir(os.path.join(workdir, "checkpoints_unreadable", "2"))
+    assert not _info_lines(resumed.stderr), resumed.stderr
+
+    verbose = run_main(common + ["--config.training.num_steps_train=4", "--verbosity=0"])
+    assert verbose.returncode == 0 and _info_lines(verbose.stderr), verbose.stderr
+
+
+def _info_lines(stderr: str) -> list:
+    """absl-formatted INFO lines (`I1130 08:14:25.606 ... file.py:12] ...`)."""
+    return [line for line in stderr.splitlines() if re.match(r"I\d{4} \d\d:\d\d", line)]

@@ -15,7 +15,8 @@ import numpy as np
 
 from vdm_vae import data as data_lib
 from vdm_vae import losses, paired, plots
-from vdm_vae.checkpoints import Checkpointer, load
+from vdm_vae.checkpoints import load_with_step
+from vdm_vae.console import say, warn
 from vdm_vae.images import image_grid, save_png
 from vdm_vae.metrics import collapse, intervals, probes
 from vdm_vae.model import VDMVAE, init_params
@@ -196,8 +197,16 @@ def reverse_trajectory(params, guide: np.ndarray, config: ModelConfig, steps: in
     return np.stack(frames, axis=1)
 
 
-def _limit(images: np.ndarray, labels: Optional[np.ndarray], n: int):
-    if n is None or n < 0 or n >= len(images):
+def limit(images: np.ndarray, labels: Optional[np.ndarray], n: int, field: str):
+    """The first `n` images (and labels); all for n < 0; a warning when n exceeds them."""
+    if n is None or n < 0:
+        return images, labels
+    if n == 0:
+        raise ValueError(f"{field}=0 is invalid: expected a positive int, or -1 for all.")
+    if n > len(images):
+        warn(f"{field}={n} is more than the {len(images)} images of the data: using "
+             f"{len(images)}.")
+    if n >= len(images):
         return images, labels
     return images[:n], None if labels is None else labels[:n]
 
@@ -223,8 +232,8 @@ def representation_metrics(params, dataset, test_images, test_labels, model_conf
     for method in ("tsne", "pca"):
         plots.plot_embeddings(codes, test_labels, os.path.join(out_dir, f"{method}.png"), method)
     if dataset.train_labels is not None and test_labels is not None:
-        train_images, train_labels = _limit(dataset.train_images, dataset.train_labels,
-                                            e.num_probe_train)
+        train_images, train_labels = limit(dataset.train_images, dataset.train_labels,
+                                           e.num_probe_train, "config.eval.num_probe_train")
         train_mean, _ = posterior(params, train_images, model_config, batch_size, "encode train")
         train_random, _ = posterior(random_params, train_images, model_config, batch_size,
                                     "encode train (random encoder)")
@@ -236,6 +245,8 @@ def representation_metrics(params, dataset, test_images, test_labels, model_conf
         for probe in ("linear", "knn"):
             result[f"probe_{probe}_acc"] = result[f"probe_{probe}_acc_trained"]
             result[f"probe_{probe}_acc_ci"] = result[f"probe_{probe}_acc_trained_ci"]
+    else:
+        say(f"probes skipped: the data set {dataset.name!r} has no labels.")
     pairs = test_images[:8].reshape((4, 2) + test_images.shape[1:])
     paths = interpolations(params, pairs, model_config, e.sample_steps, 8,
                            jax.random.PRNGKey(seed + 4))
@@ -265,11 +276,17 @@ def sample_metrics(params, test_images, model_config, e, out_dir, seed: int) -> 
                                axis=1)
         save_png(os.path.join(out_dir, "guided.png"),
                  image_grid(tiles.reshape((-1,) + guide.shape[1:]), 8))
+    else:
+        say(f"guided.png skipped: encoder.kind={model_config.encoder.kind!r} has no single "
+            "code per image.")
     trajectory = reverse_trajectory(params, guide, model_config, e.sample_steps, 8,
                                     jax.random.fold_in(rng, 2))
     plots.plot_reconstructions(guide, trajectory, os.path.join(out_dir, "reconstruction.png"))
     result = {"num_fid_samples": int(e.num_fid_samples), "sample_steps": int(e.sample_steps)}
-    if e.num_fid_samples > 0:
+    if e.num_fid_samples <= 0:
+        say(f"samples.npz and FID skipped: config.eval.num_fid_samples={e.num_fid_samples} "
+            "(set it > 0 to write them).")
+    else:
         samples = generate(params, model_config, e.num_fid_samples, e.fid_batch_size,
                            e.sample_steps, jax.random.fold_in(rng, 3))
         np.savez_compressed(os.path.join(out_dir, "samples.npz"), images=samples)
@@ -294,17 +311,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if e.mc_draws < 1:
         raise ValueError(f"config.eval.mc_draws={e.mc_draws} is invalid: expected an int >= 1.")
     dataset = data_lib.load_dataset(config.data)
-    params, model_config = load(workdir)
+    params, model_config, step = load_with_step(workdir)
     params = {"params": params}
-    ckpt = Checkpointer(workdir)
-    step = ckpt.latest_step()
-    ckpt.close()
     out_dir = os.path.join(workdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     seed = int(config.training.seed)
     batch_size = int(config.training.batch_size_eval)
-    test_images, test_labels = _limit(dataset.test_images, dataset.test_labels,
-                                      e.num_test_images)
+    test_images, test_labels = limit(dataset.test_images, dataset.test_labels,
+                                     e.num_test_images, "config.eval.num_test_images")
     metrics = {"step": step, "config": config.name, "workdir": workdir,
                "conditional": model_config.conditional,
                # A time-conditioned encoder has a code w_t per time: no single-latent bound.
@@ -314,6 +328,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if model_config.conditional and model_config.encoder.kind == "conv":
         metrics.update(representation_metrics(params, dataset, test_images, test_labels,
                                               model_config, e, out_dir, batch_size, seed))
+    else:
+        say(f"KL of w, active units, probes and kl_per_dim / tsne / pca / interpolation / "
+            f"w_usage figures skipped: encoder.kind={model_config.encoder.kind!r} has no "
+            "single code per image.")
     metrics.update(sample_metrics(params, test_images, model_config, e, out_dir, seed))
     _write_json(os.path.join(out_dir, "metrics.json"), metrics)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))},

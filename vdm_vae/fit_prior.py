@@ -16,8 +16,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from vdm_vae import cli, w_prior
 from vdm_vae import data as data_lib
-from vdm_vae import w_prior
 from vdm_vae.checkpoints import load
 from vdm_vae.diffusion import bits_per_dim_factor
 from vdm_vae.evaluate import generate, posterior
@@ -70,11 +70,23 @@ def prior_report(params, prior_params, prior_config, model_config, test_images, 
 
 
 def main(argv):
-    del argv
-    config, workdir = _CONFIG.value, _WORKDIR.value
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments {argv[1:]}: every option is a --flag.")
+    cli.quiet_logs()
+    cli.check_workdir(_WORKDIR.value, must_exist=True)
+    for name, value in (("steps", _STEPS.value), ("batch", _BATCH.value),
+                        ("hidden", _HIDDEN.value)):
+        if value < 1:
+            cli.fail(f"--{name}={value} is invalid: expected a positive int.")
+    cli.run_or_exit(lambda: fit_and_report(_CONFIG.value, _WORKDIR.value))
+
+
+def fit_and_report(config, workdir: str):
+    """Fits the prior of the run in `workdir`; writes and prints the report."""
     params, model_config = load(workdir)
     if not model_config.conditional:
-        raise app.UsageError("the run has no encoder: there is no w to put a prior on.")
+        raise ValueError(f"the run in {workdir} has no encoder (config.model.encoder.kind="
+                         "'none'): there is no w to put a prior on.")
     params = {"params": params}
     dataset = data_lib.load_dataset(config.data)
     batch = int(config.training.batch_size_eval)
@@ -106,4 +118,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

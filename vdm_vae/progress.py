@@ -1,7 +1,33 @@
-"""A progress line with rate and ETA for long loops."""
+"""A progress line with rate and ETA for long loops; the training loop's steady step rate."""
 
 import sys
 import time
+from typing import Optional
+
+
+class StepTimer:
+    """Training steps per second over the time spent in training steps only.
+
+    `start` after the first (compiling) step; `restart` after evaluation or saving, so that
+    neither counts. The rate is over the current window (since the last restart).
+    """
+
+    def __init__(self):
+        self.running = False
+        self._time, self._step = 0.0, 0
+
+    def start(self, step: int):
+        self.running = True
+        self.restart(step)
+
+    def restart(self, step: int):
+        self._time, self._step = time.time(), step
+
+    def steps_per_sec(self, step: int) -> Optional[float]:
+        """Rate since the last (re)start, None before any timed step."""
+        if not self.running or step <= self._step:
+            return None
+        return (step - self._step) / max(time.time() - self._time, 1e-9)
 
 
 class Progress:

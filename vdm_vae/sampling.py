@@ -49,6 +49,9 @@ def check_w(w, config: ModelConfig, batch: Optional[int] = None) -> Optional[jax
         raise ValueError(f"w must have shape [B, {config.w_dim}] (w_dim), got {shape}.")
     if batch is not None and shape[0] != batch:
         raise ValueError(f"w has batch {shape[0]}, expected {batch}.")
+    if not isinstance(w, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(w))):
+        bad = int(np.size(w) - np.sum(np.isfinite(np.asarray(w))))
+        raise ValueError(f"w has {bad} non-finite values (NaN or inf): expected finite codes.")
     return jnp.asarray(w, jnp.float32)
 
 

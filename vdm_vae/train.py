@@ -1,4 +1,8 @@
-"""The training loop: validate, restore or init, train with periodic log / eval / save."""
+"""The training loop: validate, restore or init, train with periodic log / eval / save.
+
+A finished run writes workdir/finished.json ({"step": N}); a run stopped by SIGINT / SIGTERM
+saves a checkpoint and raises `Stopped` (main.py exits with 128 + the signal number).
+"""
 
 import contextlib
 import json
@@ -12,13 +16,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 
 from vdm_vae import curves
 from vdm_vae import data as data_lib
 from vdm_vae.checkpoints import Checkpointer, load_run_config, save_run_config
+from vdm_vae.console import say
 from vdm_vae.images import image_grid
 from vdm_vae.model_config import ModelConfig, model_config_from_dict, model_config_to_dict
+from vdm_vae.progress import StepTimer
 from vdm_vae.sampling import encode, sample
 from vdm_vae.train_step import (
     TrainState,
@@ -29,6 +34,8 @@ from vdm_vae.train_step import (
     replicate,
 )
 from vdm_vae.writers import create_writer, format_progress
+
+FINISHED_FILE = "finished.json"
 
 
 def _require(ok: bool, field: str, value, accepted: str):
@@ -66,8 +73,34 @@ def _check_same_model(workdir: str, model_config: ModelConfig):
                              f"{workdir} (saved: {old.get(key)!r}); use a new workdir.")
 
 
+class Stopped(Exception):
+    """Training stopped on a signal after saving; `exit_code` is 128 + the signal number."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"signal {signum}: saved step {step} and stopped.")
+        self.signum, self.step, self.exit_code = signum, step, 128 + signum
+
+
+def read_finished_step(workdir: str) -> Optional[int]:
+    """The step count of a finished run in `workdir` (workdir/finished.json), else None."""
+    path = os.path.join(workdir, FINISHED_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f).get("step")
+
+
+def _mark_finished(workdir: str, step: int):
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, FINISHED_FILE), "w") as f:
+            json.dump({"step": int(step)}, f)
+
+
 class StopSignals(contextlib.AbstractContextManager):
-    """Turns SIGINT / SIGTERM into a flag the loop checks, so it can save and exit."""
+    """Turns SIGINT / SIGTERM into a flag the loop checks, so it can save and exit.
+
+    With several processes the loop checks `agreed()`, so a signal to any process stops all.
+    """
 
     def __init__(self):
         self.received: Optional[int] = None
@@ -81,6 +114,15 @@ class StopSignals(contextlib.AbstractContextManager):
     def _handle(self, signum, frame):
         del frame
         self.received = signum
+
+    def agreed(self) -> Optional[int]:
+        """The signal any process received (so that all stop and save the same step)."""
+        if jax.process_count() == 1:
+            return self.received
+        from jax.experimental import multihost_utils
+
+        signums = multihost_utils.process_allgather(np.int32(self.received or 0))
+        return int(np.max(signums)) or None
 
     def __exit__(self, *exc):
         for sig, handler in self._old.items():
@@ -164,7 +206,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     ckpt = Checkpointer(workdir, t.checkpoints_to_keep)
     if ckpt.latest_step() is not None:
         state = ckpt.restore(state)
-        logging.info("Resumed from step %d in %s", int(state.step), ckpt.directory)
+        say(f"Resumed from step {int(state.step)} in {ckpt.directory}")
     if jax.process_index() == 0:
         save_run_config(workdir, config.to_dict(), model_config)
     writer = create_writer(workdir, jax.process_index())
@@ -183,31 +225,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         substeps=t.substeps, seed=t.seed, start_step=step,
         process_index=jax.process_index(), process_count=jax.process_count())
     p_state, p_rng = replicate(state, devices), replicate(train_rng, devices)
-    history, window_start, window_step = [], time.time(), step
-    last_saved = step
+    history, timer = [], StepTimer()
+    last_saved = ckpt.restored_step
+    received = None
     with StopSignals() as stop:
-        while step < t.num_steps_train and stop.received is None:
+        while step < t.num_steps_train and (received := stop.agreed()) is None:
             p_state, metrics = train_step(p_state, next(batches), p_rng)
             history += [(step + i + 1, jax.tree_util.tree_map(lambda m, i=i: m[:, i], metrics))
                         for i in range(t.substeps)]
             step += t.substeps
+            if not timer.running:  # the first step compiles: time from its end on
+                jax.block_until_ready(p_state)
+                timer.start(step)
             done = step >= t.num_steps_train
             if step % t.steps_per_logging == 0 or done or step % t.steps_per_save == 0:
-                history = _flush_history(history, writer, step, t, window_start, window_step,
+                history = _flush_history(history, writer, step, t, timer, last_saved, ckpt,
                                          cpu)
-                window_start, window_step = time.time(), step
             if step % t.steps_per_save == 0 or done:
                 ckpt.save(step, _unreplicate(p_state))
                 last_saved = step
+                timer.restart(step)  # saving is not a training step
             if step % t.steps_per_eval == 0 or done:
                 _periodic_eval(p_state, dataset, model_config, config, writer, step,
                                sample_rng, cpu)
-        if stop.received is not None and step != last_saved:
-            _flush_history(history, writer, step, t, window_start, window_step, cpu)
-            ckpt.save(step, _unreplicate(p_state))
-            logging.warning("Signal %d: saved step %d and stopped.", stop.received, step)
+                timer.restart(step)
+        if received is not None:
+            if step != last_saved:
+                _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu)
+                ckpt.save(step, _unreplicate(p_state))
+            say(f"Signal {received}: saved step {step} and stopped.")
     ckpt.close()
     writer.close()
+    if received is not None:
+        raise Stopped(received, step)
+    _mark_finished(workdir, step)
     return _unreplicate(p_state)
 
 
@@ -238,28 +289,28 @@ def cpu_seconds_before(workdir: str, step: int) -> float:
     return seconds
 
 
-def _flush_history(history, writer, step, t, window_start, window_step, cpu):
+def _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu):
     """Fetches the metrics since the last flush, stops on non-finite values, logs them."""
     if not history:
         return []
     history = jax.device_get(history)
     bad = _first_non_finite(history)
     if bad is not None:
+        kept = (f"the last good checkpoint is step {last_saved} in {ckpt.directory}"
+                if last_saved is not None else "no checkpoint was saved before it")
         raise FloatingPointError(
-            f"non-finite loss or gradient at step {bad}: training stopped; the last good "
-            f"checkpoint is kept.")
+            f"non-finite loss or gradient at step {bad}: training stopped; {kept}. "
+            "Lower config.optimizer.learning_rate or check the data.")
     scalars = {f"train/{k}": v for k, v in _mean_metrics(history).items()}
-    elapsed = max(time.time() - window_start, 1e-9)
-    steps_per_sec = (step - window_step) / elapsed
-    scalars["train/steps_per_sec"] = steps_per_sec
-    scalars["train/images_per_sec"] = steps_per_sec * t.batch_size_train
+    steps_per_sec = timer.steps_per_sec(step)
+    if steps_per_sec is not None:
+        scalars["train/steps_per_sec"] = steps_per_sec
+        scalars["train/images_per_sec"] = steps_per_sec * t.batch_size_train
     scalars["train/cpu_seconds"] = cpu.seconds()
     writer.write_scalars(step, scalars)
     writer.flush()
-    if jax.process_index() == 0:
-        short = {k.split("/", 1)[1]: v for k, v in scalars.items()}
-        print(format_progress(step, t.num_steps_train, short, steps_per_sec,
-                              scalars["train/images_per_sec"]), flush=True)
+    short = {k.split("/", 1)[1]: v for k, v in scalars.items()}
+    say(format_progress(step, t.num_steps_train, short, steps_per_sec, t.batch_size_train))
     return []
 
 
@@ -276,10 +327,10 @@ def _periodic_eval(p_state, dataset, model_config, config, writer, step, sample_
         scalars.update({f"eval/{k}": v for k, v in enc.items()})
     scalars["eval/cpu_seconds"] = cpu.seconds()
     writer.write_scalars(step, scalars)
+    shown = ("eval/bpd", "eval/kl_w_nats", "eval/active_units", "eval/probe_linear_acc")
+    say(f"eval step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in scalars.items()
+                                          if k in shown))
     if jax.process_index() == 0:
-        shown = ("eval/bpd", "eval/kl_w_nats", "eval/active_units", "eval/probe_linear_acc")
-        print(f"eval step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in scalars.items()
-                                                 if k in shown), flush=True)
         writer.write_images(step, sample_figures({"params": ema}, dataset, model_config, config,
                                                  jax.random.fold_in(sample_rng, step)))
     writer.flush()

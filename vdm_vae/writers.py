@@ -3,10 +3,11 @@
 import json
 import os
 import time
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
+from vdm_vae.console import quiet_native_stderr
 from vdm_vae.images import save_png
 
 
@@ -55,11 +56,12 @@ class MultiWriter:
 
 def _clu_writer(workdir: str):
     """CLU's TensorBoard writer, or None when TensorFlow (and so CLU's writers) is missing."""
-    try:
-        from clu import metric_writers
-    except ImportError:
-        return None
-    return metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    with quiet_native_stderr():  # TensorFlow's C++ start-up lines
+        try:
+            from clu import metric_writers
+        except ImportError:
+            return None
+        return metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
 
 
 class _CluImages:
@@ -95,14 +97,21 @@ def create_writer(workdir: str, process_index: int = 0):
     return MultiWriter(writers)
 
 
-def format_progress(step: int, total: int, scalars: Mapping[str, float], steps_per_sec: float,
-                    images_per_sec: float) -> str:
-    """One progress line: step, objective, bpd, KL of w, throughput and ETA."""
-    eta = (total - step) / steps_per_sec if steps_per_sec > 0 else float("inf")
-    hours, rem = divmod(int(eta), 3600) if np.isfinite(eta) else (0, 0)
-    return (f"step {step}/{total} ({100.0 * step / total:.1f}%)  "
+def format_progress(step: int, total: int, scalars: Mapping[str, float],
+                    steps_per_sec: Optional[float], batch_size: int) -> str:
+    """One progress line: step, objective, bpd, KL of w, throughput and ETA.
+
+    Args:
+      steps_per_sec: steady-state rate (compilation, evaluation and saving excluded), or
+        None when no step has been timed yet (throughput and ETA then show "--").
+    """
+    line = (f"step {step}/{total} ({100.0 * step / total:.1f}%)  "
             f"objective {scalars.get('objective', float('nan')):.4f}  "
             f"bpd {scalars.get('bpd', float('nan')):.4f}  "
-            f"kl_w {scalars.get('kl_w_nats', float('nan')):.3f} nats  "
-            f"{steps_per_sec:.2f} steps/s  {images_per_sec:.1f} img/s  "
-            f"ETA {hours}h{rem // 60:02d}m{rem % 60:02d}s")
+            f"kl_w {scalars.get('kl_w_nats', float('nan')):.3f} nats  ")
+    if not steps_per_sec:
+        return line + "-- steps/s  ETA --"
+    eta = int((total - step) / steps_per_sec)
+    hours, rem = divmod(eta, 3600)
+    return line + (f"{steps_per_sec:.2f} steps/s  {steps_per_sec * batch_size:.1f} img/s  "
+                   f"ETA {hours}h{rem // 60:02d}m{rem % 60:02d}s")

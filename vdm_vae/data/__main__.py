@@ -11,6 +11,7 @@ from typing import List, Optional
 import numpy as np
 from absl import logging
 
+from vdm_vae import cli
 from vdm_vae.data.sources import SOURCES, Dataset, load_dataset
 
 
@@ -44,7 +45,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     logging.set_verbosity(logging.INFO)
     start = time.perf_counter()
-    dataset = load_dataset({"source": args.source, "path": args.path, "name": args.name})
+    dataset = cli.run_or_exit(
+        lambda: load_dataset({"source": args.source, "path": args.path, "name": args.name}))
     print(describe(dataset))
     print(f"{'loaded in:':14s}{time.perf_counter() - start:.1f} s")
 

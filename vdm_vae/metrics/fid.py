@@ -316,9 +316,12 @@ def main(argv: Sequence[str] | None = None) -> float:
     parser.add_argument("--cache-dir", default=None, help="directory caching reference stats")
     parser.add_argument("--batch-size", type=int, default=50)
     args = parser.parse_args(argv)
-    samples = load_images_npz(args.samples)
-    reference = _reference_images(args.reference)
-    fid = fid_from_arrays(samples, reference, args.cache_dir, args.batch_size)
+    from vdm_vae import cli
+
+    samples = cli.run_or_exit(lambda: load_images_npz(args.samples))
+    reference = cli.run_or_exit(lambda: _reference_images(args.reference))
+    fid = cli.run_or_exit(
+        lambda: fid_from_arrays(samples, reference, args.cache_dir, args.batch_size))
     print(f"FID {fid:.4f} ({samples.shape[0]} samples vs {reference.shape[0]} reference images)")
     return fid
 
