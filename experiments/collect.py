@@ -1,6 +1,6 @@
 """Collects every runs/<root>/*/eval/metrics.json into experiments/results/<name>.md + plots.
 
-  python experiments/collect.py --root=runs/cpu --name=mnist_mvdm_cpu \
+  python experiments/collect.py --root=runs/cpu --name=mvdm_cpu \
       --command="python experiments/run_grid.py --grid=mvdm --steps=2000 --root=runs/cpu"
   python experiments/collect.py --root=runs/cpu --status   # each run's step, CPU time, last eval
 
