@@ -18,6 +18,7 @@ Phases, each bounded so that the whole ends within --budget-s (480 s):
 Writes to $OUT (or --out): gpu_check.json (everything), gpu_check.md (a summary), bench.md,
 bench.log, train.log, sample.log and samples.png. A phase that fails or runs out of time is
 reported as such and the others still run; the exit status is 1 when any phase failed.
+Without --quick every process runs with JAX_PLATFORMS=cuda (unless set): no GPU, no numbers.
 """
 
 import argparse
@@ -249,7 +250,7 @@ def summary_markdown(report: dict) -> str:
                 f" not run: {r['skipped']}" if "skipped" in r else ""))
     lines += ["", f"## Training (`python {t['command']}`, data: {t['data']})", "",
               f"{t['steps']} steps in {t['wall_s']:.0f} s wall (compile included; stopped by "
-              f"{t['stopped'] or 'reaching its step count'}, exit status {t['returncode']}); "
+              f"{t['stopped'] or 'its own exit'}, exit status {t['returncode']}); "
               f"{_fmt(t.get('steps_per_s_after_first_window'), '{:.2f}')} steps/s after the "
               f"first logging window (input pipeline, checkpoints and {t.get('evals', 0)} "
               f"evaluations included); per window: {t.get('steps_per_s_windows')}. Last train "
@@ -275,6 +276,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.sample_child:
         sample_child(args)
         return 0
+    if not args.quick:  # a check of the GPU: fail rather than fall back to the CPU
+        os.environ.setdefault("JAX_PLATFORMS", "cuda")
     start = time.monotonic()
     deadline = start + args.budget_s
     command = "experiments/gpu_check.sh " + " ".join(sys.argv[1:] if argv is None else argv)
