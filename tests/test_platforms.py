@@ -148,13 +148,14 @@ def _eval_bpd(config, variables, images):
     return {k: float(v[0]) for k, v in metrics.items()}
 
 
-# bfloat16 activations (parameters, logits of attention and the loss in float32) move the
-# test bound of a tiny model by well under 1%: that is the tolerance stated for the option.
-BF16_RTOL = 1e-2
+# bfloat16 activations (parameters, attention logits and the loss in float32) moved the test
+# bound of these tiny models by 0.02% (no encoder) and 0.06% (with one); the tolerance stated
+# for the option is 0.2%.
+BF16_RTOL = 2e-3
 
 
 @pytest.mark.parametrize("kind", ["none", "conv"])
-def test_bfloat16_compute_gives_the_float32_losses_within_one_percent(kind):
+def test_bfloat16_compute_gives_the_float32_losses_within_0_2_percent(kind):
     f32 = tiny_config(kind)
     bf16 = tiny_config(kind, compute_dtype="bfloat16")
     variables = perturb(init_params(f32, KEY), seed=6, scale=0.05)
