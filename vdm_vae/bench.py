@@ -13,9 +13,10 @@ reverse steps of `vdm_vae.sampling`; sampling a batch at T = 1000 is measured ov
 With `--jobs N` up to N children run at once: they compile side by side and take turns, under
 a file lock, for everything that is timed (on a GPU, jax then allocates memory as it goes).
 `--time-limit-s` bounds the whole run; rows not done by then are reported as not run.
-FLOPs come from XLA's cost analysis of the step with batched attention (a loop body, as in
-the per-example attention, is counted once). Peak memory is the child's host RSS and,
-where the backend reports it, the device's peak. Every result is also printed as a JSON line.
+FLOPs come from XLA's cost analysis of one lowered step with batched attention (a loop body,
+as in the per-example attention or a scan over substeps, is counted once). Peak memory is
+the child's host RSS and, where the backend reports it, the device's peak. Every result is
+also printed as a JSON line.
 
 On CPU the children run with vdm_vae/cpu_env.py's settings (transparent huge pages for malloc
 and, on 2+ cores, XLA's own multi-threaded convolutions) unless --plain-env is given.
@@ -201,14 +202,11 @@ def bench_train(model_config, config, args) -> dict:
         per_step = [t / args.substeps for t in _timed(one_call, args.repeats)]
     out.update(_stats("train_step", per_step))
     out["images_per_s"] = args.batch / out["train_step_median_s"]
-    if _resolved(model_config) == "batched":
-        out["train_flops"] = _flops(lowered, compiled)
-    else:
-        batched = dataclasses.replace(model_config, attention_impl="batched")
-        b_step, b_state, b_images, b_rng = _train_inputs(batched, config, args.substeps)
-        out["train_flops"] = _flops(b_step.lower(b_state, b_images, b_rng))
-    if out["train_flops"]:
-        out["train_flops"] /= args.substeps
+    # XLA counts a loop body once (a substeps scan, per-example attention's lax.map): FLOPs
+    # of one step with batched attention, from the lowered program, for every row alike.
+    batched = dataclasses.replace(model_config, attention_impl="batched")
+    b_step, b_state, b_images, b_rng = _train_inputs(batched, config, 1)
+    out["train_flops"] = _flops(b_step.lower(b_state, b_images, b_rng))
     memory = compiled.memory_analysis()
     out["xla_temp_mb"] = getattr(memory, "temp_size_in_bytes", 0) / 2**20 if memory else None
     return out
