@@ -37,7 +37,7 @@ def test_quick_check_runs_every_phase_and_writes_what_the_device_sends_back(tmp_
     _tiny_mnist(data)
     result = subprocess.run([os.path.join(ROOT, "experiments", "gpu_check.sh"), "--quick",
                              "--data", str(data)], cwd=ROOT, capture_output=True, text=True,
-                            env=dict(os.environ, OUT=str(out)), timeout=1200)
+                            env=dict(os.environ, OUT=str(out)), timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert set(os.listdir(out)) == FILES  # the device returns at most 8 files of 16 MiB
     assert all(os.path.getsize(out / f) < 16 * 2**20 for f in FILES)
