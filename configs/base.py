@@ -44,7 +44,8 @@ def base_config() -> ml_collections.ConfigDict:
     )
     config.training = d(
         seed=1, batch_size_train=64, batch_size_eval=64, num_steps_train=100_000,
-        substeps=1, beta_warmup_fraction=0.0,
+        substeps=0,  # optimiser steps per call; 0: per platform (vdm_vae/platforms.py)
+        beta_warmup_fraction=0.0,
         steps_per_logging=100, steps_per_eval=5_000, steps_per_save=1_000,
         checkpoints_to_keep=3, num_eval_batches=20,
         eval_num_samples=64, eval_sample_steps=250,

@@ -14,6 +14,7 @@ and reverse_step_median_s; experiments/side_by_side.sh alternates the two progra
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,7 +31,12 @@ def _stub(name: str, **attrs) -> types.ModuleType:
 
 
 def import_study(path: str):
-    """(VDM, UNetVDM, Encoder, EMA) from a checkout of the study's repository."""
+    """(VDM, UNetVDM, Encoder, EMA) from a checkout of the study's repository (its root: the
+    model code is imported from its src/ folder)."""
+    src = os.path.join(path, "src")
+    if not os.path.isdir(os.path.join(src, "models")):
+        raise SystemExit(f"--study {path!r}: expected the root of a checkout of "
+                         "diegogcerdas/VAE-VDM, with the model code in src/models/.")
     import diffusers.models.autoencoders.vae as vae
 
     _stub("torchvision", transforms=_stub("torchvision.transforms"),
@@ -38,7 +44,7 @@ def import_study(path: str):
     _stub("torchinfo")
     _stub("accelerate", Accelerator=object)
     sys.modules["diffusers.models.vae"] = vae  # the study's diffusers had it there
-    sys.path.insert(0, path)
+    sys.path.insert(0, src)
     from ema_pytorch import EMA
     from models.encoder import Encoder
     from models.vdm import VDM
@@ -60,7 +66,8 @@ def study_config(size: str, encoder: bool) -> types.SimpleNamespace:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--study", required=True, help="checkout of diegogcerdas/VAE-VDM")
+    p.add_argument("--study", required=True, help="root of a checkout of "
+                   "diegogcerdas/VAE-VDM (its src/ is imported)")
     p.add_argument("--size", choices=sorted(SIZES), required=True)
     p.add_argument("--encoder", choices=("none", "oe"), default="none")
     p.add_argument("--repeats", type=int, default=5, help="timed train steps (after 2 warm-up)")

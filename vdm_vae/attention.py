@@ -6,13 +6,19 @@ storing them, so they stay in cache. At 28 x 28 (N = 784) and batch 64, where th
 weights take 157 MB and every softmax pass over them goes to memory, per_example is 2x
 faster on XLA:CPU with 16 channels (forward 108 -> 53 ms, forward + backward 308 -> 157 ms
 on one AMD EPYC core) and 1.4x with 64 (174 -> 123 ms, 494 -> 359 ms). On accelerators the
-batched form is the fast one. "auto" picks per platform.
+batched form is the fast one. "auto" picks per platform (vdm_vae/platforms.py).
+
+jax.nn.dot_product_attention is not used: its XLA path computes what "batched" does, and its
+cuDNN path (the fused one) takes only float16 / bfloat16 inputs, so it would change the
+float32 numbers. The study's U-Nets have no attention (`with_attention=False`); the
+encoder's mid block and the CIFAR-10 model have.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vdm_vae import platforms
 from vdm_vae.model_config import ATTENTION_IMPLS
 
 
@@ -21,7 +27,7 @@ def resolve_impl(impl: str) -> str:
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"attention impl {impl!r} is unknown: expected one of {ATTENTION_IMPLS}.")
     if impl == "auto":
-        return "per_example" if jax.default_backend() == "cpu" else "batched"
+        return "per_example" if platforms.cpu_formulations() else "batched"
     return impl
 
 

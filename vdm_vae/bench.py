@@ -3,21 +3,28 @@
     python -m vdm_vae.bench --out experiments/results/bench_cpu.md
     python -m vdm_vae.bench --sizes mvdm --encoders none,oe --repeats 5 --sample-steps 10
     python -m vdm_vae.bench --platform-info
+    python -m vdm_vae.bench --dtypes float32,bfloat16 --peak-tflops 989 --jobs 3  # a GPU
 
-Each (size, encoder) runs in a fresh child process, so compile caches and peak memory are
-its own. A child times the real pmapped train step of `make_train_step` at the configs'
+Each (size, encoder, dtype) runs in a fresh child process, so compile caches and peak memory
+are its own. A child times the real pmapped train step of `make_train_step` at the configs'
 settings (compile time apart, median and minimum over `--repeats` steps) and the jitted
 reverse steps of `vdm_vae.sampling`; sampling a batch at T = 1000 is measured over
 `--sample-steps` steps and extrapolated when that is fewer than T (the table says so).
-FLOPs come from XLA's cost analysis of the step with batched attention (a loop body, as in
-the per-example attention, is counted once). Peak memory is the child's host RSS and,
-where the backend reports it, the device's peak. Every result is also printed as a JSON line.
+With `--jobs N` up to N children run at once: they compile side by side and take turns, under
+a file lock, for everything that is timed (on a GPU, jax then allocates memory as it goes).
+`--time-limit-s` bounds the whole run; rows not done by then are reported as not run.
+FLOPs come from XLA's cost analysis of one lowered step with batched attention (a loop body,
+as in the per-example attention or a scan over substeps, is counted once). Peak memory is
+the child's host RSS and, where the backend reports it, the device's peak. Every result is
+also printed as a JSON line.
 
-The children run with vdm_vae/cpu_env.py's settings (transparent huge pages for malloc and,
-on 2+ cores, XLA's own multi-threaded convolutions) unless --plain-env is given.
+On CPU the children run with vdm_vae/cpu_env.py's settings (transparent huge pages for malloc
+and, on 2+ cores, XLA's own multi-threaded convolutions) unless --plain-env is given.
 """
 
 import argparse
+import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -25,17 +32,19 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from typing import List, Optional
 
 import numpy as np
 
 from vdm_vae import cpu_env
+from vdm_vae.bench_report import markdown
 
 SIZES = ("mvdm", "tvdm", "svdm")
 ENCODERS = ("none", "oe")
-IMAGE_SHAPE = (28, 28, 1)
 T_SAMPLING = 1000
+LOCK_ENV = "VDM_VAE_BENCH_LOCK"  # file that children lock while they time
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -43,20 +52,30 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--sizes", default=",".join(SIZES), help="comma-separated, of " + str(SIZES))
     p.add_argument("--encoders", default=",".join(ENCODERS), help="none and/or an encoder "
                    "of configs/base.py (oe, oepp, se, te, ue)")
+    p.add_argument("--dtypes", default="float32", help="comma-separated compute dtypes "
+                   "(config.model.compute_dtype): float32 and/or bfloat16")
     p.add_argument("--batch", type=int, default=64, help="global batch size")
     p.add_argument("--repeats", type=int, default=5, help="timed train steps")
-    p.add_argument("--substeps", type=int, default=1, help="optimiser steps per call "
-                   "(config.training.substeps; > 1 runs them in a lax.scan)")
+    p.add_argument("--substeps", type=int, default=0, help="optimiser steps per call "
+                   "(config.training.substeps; > 1 runs them in a lax.scan; 0: per platform, "
+                   "see vdm_vae/platforms.py)")
     p.add_argument("--sample-steps", type=int, default=None, help="reverse steps timed per "
                    f"sampling run (default: {T_SAMPLING}, or 10 on CPU, then extrapolated)")
     p.add_argument("--sample-repeats", type=int, default=3, help="timed sampling runs")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOP/s of the "
                    "device, to report model FLOP utilisation (MFU)")
+    p.add_argument("--smoke", action="store_true", help="the configs' :smoke sizes (tiny "
+                   "widths, 8x8 images): checks that the benchmark runs, in seconds")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="skip "
+                   "timing the machine's matrix product, convolution and bandwidth")
+    p.add_argument("--jobs", type=int, default=1, help="children at a time (timed in turn)")
+    p.add_argument("--time-limit-s", type=float, default=None, help="stop starting and "
+                   "kill children after this many seconds; their rows say not run")
     p.add_argument("--out", default=None, help="markdown file to write the table to")
     p.add_argument("--platform-info", action="store_true", help="print the machine and exit")
     p.add_argument("--plain-env", action="store_true", help="run the children without "
                    "vdm_vae/cpu_env.py's settings")
-    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child: "size:encoder"
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # "size:encoder:dtype"
     return p.parse_args(argv)
 
 
@@ -85,7 +104,7 @@ def platform_info() -> dict:
             "GLIBC_TUNABLES": os.environ.get("GLIBC_TUNABLES", "")}
 
 
-def _configs(size: str, encoder: str, batch: int):
+def _configs(size: str, encoder: str, dtype: str, args):
     """(ModelConfig, ml_collections config) of configs/base.py for this size and encoder."""
     try:
         from configs import base
@@ -94,9 +113,27 @@ def _configs(size: str, encoder: str, batch: int):
                          "root.") from error
     from vdm_vae.model_config import model_config_from_dict
 
-    config = base.make(vdm=size, encoder=encoder)
-    config.training.batch_size_train = batch
-    return model_config_from_dict(config.model.to_dict(), IMAGE_SHAPE), config
+    config = base.make(vdm=size, encoder=encoder, arg="smoke" if args.smoke else None)
+    config.training.batch_size_train = args.batch
+    config.model.compute_dtype = dtype
+    shape = tuple(config.data.synthetic_shape) if args.smoke else (28, 28, 1)
+    return model_config_from_dict(config.model.to_dict(), shape), config
+
+
+@contextlib.contextmanager
+def exclusive():
+    """Holds the file lock named by $VDM_VAE_BENCH_LOCK, if any, so that one child times
+    at a time while the others compile."""
+    path = os.environ.get(LOCK_ENV)
+    if not path:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _timed(fn, repeats: int) -> List[float]:
@@ -139,7 +176,7 @@ def _train_inputs(model_config, config, substeps: int):
                            config.optimizer.ema_warmup_power)
     batch = config.training.batch_size_train
     images = np.random.default_rng(0).integers(
-        0, 256, (devices, substeps, batch // devices) + IMAGE_SHAPE, dtype=np.uint8)
+        0, 256, (devices, substeps, batch // devices) + model_config.image_shape, dtype=np.uint8)
     return step, replicate(state, devices), images, replicate(jax.random.PRNGKey(1), devices)
 
 
@@ -160,18 +197,16 @@ def bench_train(model_config, config, args) -> dict:
         holder["state"], metrics = compiled(holder["state"], images, rng)
         jax.block_until_ready(metrics)
 
-    one_call()  # warm-up
-    per_step = [t / args.substeps for t in _timed(one_call, args.repeats)]
+    with exclusive():
+        one_call()  # warm-up
+        per_step = [t / args.substeps for t in _timed(one_call, args.repeats)]
     out.update(_stats("train_step", per_step))
     out["images_per_s"] = args.batch / out["train_step_median_s"]
-    if _resolved(model_config) == "batched":
-        out["train_flops"] = _flops(lowered, compiled)
-    else:
-        batched = dataclasses.replace(model_config, attention_impl="batched")
-        b_step, b_state, b_images, b_rng = _train_inputs(batched, config, args.substeps)
-        out["train_flops"] = _flops(b_step.lower(b_state, b_images, b_rng))
-    if out["train_flops"]:
-        out["train_flops"] /= args.substeps
+    # XLA counts a loop body once (a substeps scan, per-example attention's lax.map): FLOPs
+    # of one step with batched attention, from the lowered program, for every row alike.
+    batched = dataclasses.replace(model_config, attention_impl="batched")
+    b_step, b_state, b_images, b_rng = _train_inputs(batched, config, 1)
+    out["train_flops"] = _flops(b_step.lower(b_state, b_images, b_rng))
     memory = compiled.memory_analysis()
     out["xla_temp_mb"] = getattr(memory, "temp_size_in_bytes", 0) / 2**20 if memory else None
     return out
@@ -195,22 +230,24 @@ def bench_sampling(model_config, args) -> dict:
     steps = args.sample_steps or (10 if jax.default_backend() == "cpu" else T_SAMPLING)
     steps = min(steps, T_SAMPLING)
     variables = init_params(model_config, jax.random.PRNGKey(0))
-    z = jax.random.normal(jax.random.PRNGKey(1), (args.batch,) + IMAGE_SHAPE)
+    z = jax.random.normal(jax.random.PRNGKey(1), (args.batch,) + model_config.image_shape)
     w = (jax.random.normal(jax.random.PRNGKey(2), (args.batch, model_config.w_dim))
          if model_config.conditional else None)
-    kwargs = dict(config=model_config, num_steps=T_SAMPLING, start=0, stop=steps)
-
-    def run():
-        jax.block_until_ready(sampling.reverse_steps(variables, z, w, jax.random.PRNGKey(3),
-                                                     **kwargs))
-
+    rng = jax.random.PRNGKey(3)
     start = time.perf_counter()
-    run()
-    out = {"sample_first_call_s": time.perf_counter() - start, "sample_steps_timed": steps}
-    out.update(_stats("reverse_step", [t / steps for t in _timed(run, args.sample_repeats)]))
-    decode = jax.jit(lambda v, z: VDMVAE(model_config).apply(v, z, method=VDMVAE.generate_x))
-    jax.block_until_ready(decode(variables, z))
-    decode_s = min(_timed(lambda: jax.block_until_ready(decode(variables, z)), 3))
+    reverse = sampling.reverse_steps.lower(variables, z, w, rng, config=model_config,
+                                           num_steps=T_SAMPLING, start=0, stop=steps).compile()
+    decode = jax.jit(lambda v, z: VDMVAE(model_config).apply(
+        v, z, method=VDMVAE.generate_x)).lower(variables, z).compile()
+    out = {"sample_compile_s": time.perf_counter() - start, "sample_steps_timed": steps}
+    with exclusive():
+        def run():
+            jax.block_until_ready(reverse(variables, z, w, rng))
+
+        run()
+        out.update(_stats("reverse_step", [t / steps for t in _timed(run, args.sample_repeats)]))
+        jax.block_until_ready(decode(variables, z))
+        decode_s = min(_timed(lambda: jax.block_until_ready(decode(variables, z)), 3))
     out["sample_T1000_s"] = out["reverse_step_median_s"] * T_SAMPLING + decode_s
     out["sample_T1000_extrapolated"] = steps < T_SAMPLING
     batched = dataclasses.replace(model_config, attention_impl="batched")
@@ -220,13 +257,17 @@ def bench_sampling(model_config, args) -> dict:
     return out
 
 
-def run_one(size: str, encoder: str, args) -> dict:
-    """All measurements of one (size, encoder), in this process."""
+def run_one(size: str, encoder: str, dtype: str, args) -> dict:
+    """All measurements of one (size, encoder, dtype), in this process."""
     import jax
 
-    model_config, config = _configs(size, encoder, args.batch)
-    row = {"size": size, "encoder": encoder, "batch": args.batch, "substeps": args.substeps,
-           "attention": _resolved(model_config)}
+    from vdm_vae.platforms import resolve_substeps
+
+    model_config, config = _configs(size, encoder, dtype, args)
+    args.substeps = resolve_substeps(args.substeps)
+    row = {"size": size, "encoder": encoder, "compute_dtype": dtype, "batch": args.batch,
+           "substeps": args.substeps, "attention": _resolved(model_config),
+           "image_shape": list(model_config.image_shape), "backend": jax.default_backend()}
     row.update(bench_train(model_config, config, args))
     row.update(bench_sampling(model_config, args))
     for kind, flops_key, time_key in (("train", "train_flops", "train_step_median_s"),
@@ -261,107 +302,110 @@ def calibrate(repeats: int = 10) -> dict:
                                     ("stream_gb_per_s", jax.jit(lambda v: 1.5 * v + 0.5), (v,),
                                      2 * 4 * v.size)):
         run = functools.partial(lambda f, xs: jax.block_until_ready(f(*xs)), fn, inputs)
-        run()
-        out[name] = flops / 1e9 / min(_timed(run, repeats))
+        with exclusive():
+            run()
+            out[name] = flops / 1e9 / min(_timed(run, repeats))
     return out
 
 
-def _child_argv(args, size: str, encoder: str) -> List[str]:
-    argv = [sys.executable, "-m", "vdm_vae.bench", "--one", f"{size}:{encoder}",
+def _child_argv(args, job: str) -> List[str]:
+    argv = [sys.executable, "-m", "vdm_vae.bench", "--one", job,
             "--batch", str(args.batch), "--repeats", str(args.repeats),
             "--substeps", str(args.substeps), "--sample-repeats", str(args.sample_repeats)]
-    if args.sample_steps:
-        argv += ["--sample-steps", str(args.sample_steps)]
-    if args.peak_tflops:
-        argv += ["--peak-tflops", str(args.peak_tflops)]
-    return argv
+    for flag, value in (("--sample-steps", args.sample_steps),
+                        ("--peak-tflops", args.peak_tflops)):
+        if value:
+            argv += [flag, str(value)]
+    return argv + (["--smoke"] if args.smoke else [])
+
+
+def _jobs(args) -> List[str]:
+    """The children's "size:encoder:dtype", between two calibrations of the machine."""
+    jobs = [f"{s}:{e}:{d}" for s in args.sizes.split(",") for e in args.encoders.split(",")
+            for d in args.dtypes.split(",")]
+    return ["calibrate:start:-"] + jobs + ["calibrate:end:-"] if args.calibrate else jobs
+
+
+def _child_env(args, lock_path: str) -> dict:
+    env = dict(os.environ)
+    if not args.plain_env and cpu_env.computes_on_cpu(env):
+        env = cpu_env.with_cpu_settings(env)
+    if args.jobs > 1:
+        env[LOCK_ENV] = lock_path
+    return env
+
+
+def _row(job: str, returncode: int, stdout: str, stderr: str) -> dict:
+    """The child's last JSON line, or {"skipped": why} when it failed (stderr echoed)."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    if returncode or not lines:
+        print(f"bench {job} failed:\n{stderr[-3000:]}", file=sys.stderr, flush=True)
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
+        return {"skipped": f"failed ({last[:120]})"}
+    size, encoder, _ = job.split(":")
+    row = json.loads(lines[-1])
+    return dict(row, calibration=encoder) if size == "calibrate" else row
+
+
+def _start(args, job: str, env: dict, tmp: str) -> subprocess.Popen:
+    """A child whose output goes to files (a full pipe would stall it)."""
+    out, err = (open(os.path.join(tmp, f"{job}.{n}"), "w+") for n in ("out", "err"))
+    proc = subprocess.Popen(_child_argv(args, job), env=env, text=True, stdout=out, stderr=err)
+    proc.files = (out, err)
+    return proc
+
+
+def _finish(job: str, proc: subprocess.Popen, late: bool) -> dict:
+    texts = []
+    for f in proc.files:
+        f.seek(0)
+        texts.append(f.read())
+        f.close()
+    if late and proc.returncode:
+        return {"skipped": "time limit"}
+    return _row(job, proc.returncode, *texts)
 
 
 def run_all(args) -> List[dict]:
-    """One child process per (size, encoder), between two calibrations of the machine; their
-    JSON lines, echoed as they come (the calibrations first and last)."""
-    env = dict(os.environ) if args.plain_env else cpu_env.with_cpu_settings(os.environ)
-    rows = []
-    jobs = [(s, e) for s in args.sizes.split(",") for e in args.encoders.split(",")]
-    for size, encoder in [("calibrate", "start")] + jobs + [("calibrate", "end")]:
-        result = subprocess.run(_child_argv(args, size, encoder), env=env,
-                                capture_output=True, text=True)
-        lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
-        if result.returncode or not lines:
-            raise SystemExit(f"bench {size}:{encoder} failed:\n{result.stderr[-3000:]}")
-        print(lines[-1], flush=True)
-        rows.append(dict(json.loads(lines[-1]), calibration=encoder)
-                    if size == "calibrate" else json.loads(lines[-1]))
-    return rows
-
-
-COLUMNS = (  # (header, key, format)
-    ("size", "size", "{}"), ("encoder", "encoder", "{}"), ("attention", "attention", "{}"),
-    ("compile s", "compile_s", "{:.1f}"), ("train step median s", "train_step_median_s", "{:.3f}"),
-    ("train step min s", "train_step_min_s", "{:.3f}"), ("images/s", "images_per_s", "{:.1f}"),
-    ("GFLOP/step", "train_flops", "{:.1f}"), ("train GFLOP/s", "train_gflop_per_s", "{:.1f}"),
-    ("train MFU", "train_mfu", "{:.1%}"),
-    ("reverse step median s", "reverse_step_median_s", "{:.4f}"),
-    ("reverse step min s", "reverse_step_min_s", "{:.4f}"),
-    ("sample GFLOP/s", "sample_gflop_per_s", "{:.1f}"),
-    ("batch at T=1000 s", "sample_T1000_s", "{:.0f}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
-    ("XLA temp MB", "xla_temp_mb", "{:.0f}"), ("device peak MB", "device_peak_mb", "{:.0f}"),
-)
-
-
-def _cell(row: dict, key: str, fmt: str) -> str:
-    value = row.get(key)
-    if key == "train_flops" and value is not None:
-        value /= 1e9
-    if value is None:
-        return "-"
-    text = fmt.format(value)
-    return text + " (extrapolated)" if key == "sample_T1000_s" and row.get(
-        "sample_T1000_extrapolated") else text
-
-
-def markdown(rows: List[dict], info: dict, command: str) -> str:
-    """The results table with the machine, the versions, the command and how to read it."""
-    calibrations = [r for r in rows if "calibration" in r]
-    rows = [r for r in rows if "calibration" not in r]
-    speed = "; ".join(f"at the {c['calibration']}: {c['matmul_gflop_per_s']:.0f} GFLOP/s for a "
-                      f"4096 x 4096 float32 matrix product, {c['conv_gflop_per_s']:.0f} GFLOP/s "
-                      f"for a 64 -> 64 3x3 convolution at 28 x 28, batch 64, "
-                      f"{c['stream_gb_per_s']:.1f} GB/s memory bandwidth" for c in calibrations)
-    steps = sorted({r["sample_steps_timed"] for r in rows})
-    lines = [
-        "# vdm_vae speed", "",
-        f"Command: `{command}`", "",
-        f"Machine: {info['cpu']}, {info['cores']} cores available, backend {info['backend']} "
-        f"({', '.join(info['devices'])}); load average at start {info['load_avg']}.", "",
-        f"Machine speed (shared machines vary from run to run; compare rows of one table "
-        f"only): {speed}.", "",
-        f"Versions: python {info['python']}, jax {info['jax']}, jaxlib {info['jaxlib']}, "
-        f"flax {info['flax']}. The timed processes ran with "
-        f"XLA_FLAGS='{rows[0].get('xla_flags', '')}' and "
-        f"GLIBC_TUNABLES='{rows[0].get('glibc_tunables', '')}'.", "",
-        f"Batch {rows[0]['batch']}, 28x28x1, {rows[0]['substeps']} optimiser step(s) per call. "
-        f"Train and reverse step: median and minimum over repeated runs, compile apart. "
-        f"Sampling a batch at T = 1000 is {steps} reverse steps timed and scaled to 1000 where "
-        "marked extrapolated, plus the decoding of z_0. FLOPs: XLA cost analysis of the step "
-        "with batched attention.", "",
-        "| " + " | ".join(c[0] for c in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
-    ]
-    lines += ["| " + " | ".join(_cell(r, key, fmt) for _, key, fmt in COLUMNS) + " |"
-              for r in rows]
-    return "\n".join(lines) + "\n"
+    """Runs the children, up to args.jobs at a time (the end calibration after all others);
+    their rows, echoed as JSON lines as they come, in the order of the jobs."""
+    deadline = time.monotonic() + args.time_limit_s if args.time_limit_s else None
+    jobs, running, done = _jobs(args), {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = _child_env(args, os.path.join(tmp, "lock"))
+        while len(done) < len(jobs):
+            late = deadline is not None and time.monotonic() > deadline
+            waiting = [j for j in jobs if j not in done and j not in running]
+            last = waiting == jobs[-1:] and args.calibrate
+            while waiting and len(running) < args.jobs and not late and not (last and running):
+                job = waiting.pop(0)
+                running[job] = _start(args, job, env, tmp)
+            for job, proc in list(running.items()):
+                if late:
+                    proc.kill()
+                if proc.poll() is not None:
+                    done[job] = _finish(job, running.pop(job), late)
+                    print(json.dumps(done[job]), flush=True)
+            for job in waiting if late else ():
+                done[job] = {"skipped": "time limit"}
+            time.sleep(0.05)
+    return [dict(zip(("size", "encoder", "compute_dtype"), j.split(":")), **done[j])
+            if "skipped" in done[j] else done[j] for j in jobs
+            if not (j.startswith("calibrate:") and "skipped" in done[j])]
 
 
 def main(argv: Optional[List[str]] = None):
     args = parse_args(argv)
     if args.one:
-        size, encoder = args.one.split(":")
-        row = calibrate() if size == "calibrate" else run_one(size, encoder, args)
+        size, encoder, dtype = args.one.split(":")
+        row = calibrate() if size == "calibrate" else run_one(size, encoder, dtype, args)
         row["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
         row["xla_flags"] = os.environ.get("XLA_FLAGS", "")
         print(json.dumps(row), flush=True)
         return
+    # This process only starts the children: on a GPU it must not take most of the memory
+    # (jax's default), and the children then allocate as they go as well.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     info = platform_info()
     print(json.dumps({"platform": info}), flush=True)
     if args.platform_info:
@@ -371,8 +415,10 @@ def main(argv: Optional[List[str]] = None):
         command = "python -m vdm_vae.bench " + " ".join(sys.argv[1:] if argv is None else argv)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
-            f.write(markdown(rows, info, command.strip()))
+            f.write(markdown(rows, info, command.strip(), args.peak_tflops))
         print(f"wrote {args.out}", flush=True)
+    if any(r.get("skipped", "").startswith("failed") for r in rows):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,17 @@
 glibc and XLA read these once, when a process starts: `with_cpu_settings` adds them to the
 environment of a child process, `reexec_with_cpu_settings` restarts the running command with
 them. Settings already present in the environment are left as they are.
+
+Both are for XLA:CPU only (vdm_vae/platforms.py), so they are added only where jax will
+compute on the CPU, which `computes_on_cpu` tells before jax starts: JAX_PLATFORMS when it
+is set, else whether an accelerator's device file and a jax plugin for it are both present.
+On a GPU machine the process is left alone (an XLA_FLAGS entry that this jaxlib does not
+know would even stop it).
 """
 
+import glob
 import os
+import pkgutil
 import sys
 from typing import Mapping
 
@@ -31,6 +39,32 @@ REEXEC_ENV = "VDM_VAE_CPU_REEXEC"  # "0": never restart (also set in the restart
 def available_cores() -> int:
     """CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+# (device files, module-name prefixes of the jax plugins or runtimes that drive them)
+ACCELERATORS = ((("/dev/nvidiactl", "/dev/nvidia0"), ("jax_cuda",)),
+                (("/dev/kfd",), ("jax_rocm",)),
+                (("/dev/accel0", "/dev/vfio/0"), ("libtpu",)))
+
+
+def computes_on_cpu(env: Mapping[str, str]) -> bool:
+    """Whether jax, started with `env`, will compute on the CPU (decided without importing it).
+
+    JAX_PLATFORMS decides when set (its first entry); otherwise an accelerator counts when one
+    of its device files exists and a module of its jax plugin is installed.
+    """
+    platforms = env.get("JAX_PLATFORMS", "").strip()
+    if platforms:
+        return platforms.split(",")[0].strip() == "cpu"
+    installed = None
+    for device_files, prefixes in ACCELERATORS:
+        if not any(glob.glob(f) for f in device_files):
+            continue
+        if installed is None:
+            installed = [m.name for m in pkgutil.iter_modules()]
+        if any(name.startswith(prefixes) for name in installed):
+            return False
+    return True
 
 
 def with_cpu_settings(env: Mapping[str, str]) -> dict:
@@ -49,9 +83,11 @@ def reexec_with_cpu_settings():
     """Restarts this process (same interpreter, options and arguments) with the settings.
 
     Call it first thing in an entry point, before jax starts. Returns without restarting off
-    Linux, when the environment has them already, or when VDM_VAE_CPU_REEXEC=0.
+    Linux, where jax will not compute on the CPU, when the environment has the settings
+    already, or when VDM_VAE_CPU_REEXEC=0.
     """
-    if sys.platform != "linux" or os.environ.get(REEXEC_ENV) == "0":
+    if (sys.platform != "linux" or os.environ.get(REEXEC_ENV) == "0"
+            or not computes_on_cpu(os.environ)):
         return
     env = with_cpu_settings(os.environ)
     if env == dict(os.environ):

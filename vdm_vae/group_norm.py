@@ -8,7 +8,9 @@ channels of each group (reverse step 0.29 -> 0.22 s; the train step is unchanged
 variance are those of flax (float32 statistics, var = E[x^2] - E[x]^2 clipped at 0), only
 summed in another order. It also takes a list of channel parts that stand for their
 concatenation (an up block's (h, skip), see vdm_vae/layers.py) and, where no group spans two
-parts, normalises each part with its own groups, so the concatenation is never formed.
+parts, normalises each part with its own groups, so the concatenation is never formed. That
+is a CPU formulation (vdm_vae/platforms.py): elsewhere the parts are concatenated, normalised
+together and split again, as a plain GroupNorm of the concatenation.
 """
 
 from typing import Optional
@@ -17,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vdm_vae import platforms
 from vdm_vae.layers import Parts, as_parts, channel_slices
 
 
@@ -43,7 +46,8 @@ class GroupNorm(nn.Module):
             raise ValueError(f"GroupNorm: {g} groups do not divide {c} channels.")
         scale = self.param("scale", nn.initializers.ones, (c,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-        if any(p.shape[-1] % (c // g) for p in parts):  # a group spans two parts
+        if len(parts) > 1 and (not platforms.cpu_formulations()  # off CPU, or a group spans
+                               or any(p.shape[-1] % (c // g) for p in parts)):  # two parts
             whole = jnp.concatenate(parts, axis=-1)
             out = _normalize(whole, g, scale, bias, self.epsilon, self.dtype)
             return tuple(out[..., a:b] for a, b in channel_slices(parts))

@@ -14,6 +14,9 @@ Two changes of formulation, neither of which changes what is computed:
    (GroupNorm's backward, the skip split) that reads them a cache line per element. As
    x^T g over the leading axes, XLA copies x, already in memory, and runs the product on
    YNNPACK: an SVDM nin_shortcut kernel gradient went from 85 to 52 ms on 2 AMD EPYC cores.
+
+Both are CPU formulations (vdm_vae/platforms.py): off CPU the parts are concatenated once and
+the layers compute as flax's do, with jax's own gradient.
 """
 
 import functools
@@ -26,12 +29,22 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 from jax import lax
 
+from vdm_vae import platforms
+
 Parts = Union[jax.Array, Sequence[jax.Array]]  # an array, or a list/tuple of channel parts
 
 
 def as_parts(x: Parts) -> Tuple[jax.Array, ...]:
     """The parts of x: the list or tuple as a tuple, or (x,) for one array."""
     return tuple(x) if isinstance(x, (list, tuple)) else (x,)
+
+
+def parts_for_platform(x: Parts) -> Tuple[jax.Array, ...]:
+    """as_parts(x) on CPU; elsewhere the parts' concatenation as the one part."""
+    parts = as_parts(x)
+    if len(parts) > 1 and not platforms.cpu_formulations():
+        return (jnp.concatenate(parts, axis=-1),)
+    return parts
 
 
 def channel_slices(parts: Sequence[jax.Array]):
@@ -69,6 +82,13 @@ def _contract_last_bwd(residuals, g):
 contract_last.defvjp(_contract_last_fwd, _contract_last_bwd)
 
 
+def contract_last_for_platform(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x [..., I] . kernel [I, O]: contract_last on CPU, jax's autodiff of the product elsewhere."""
+    if platforms.cpu_formulations():
+        return contract_last(x, kernel)
+    return lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
 class Dense(nn.Module):
     """nn.Dense(features) on x [..., I] or on its channel parts. Params kernel [I, O], bias [O]."""
 
@@ -80,14 +100,14 @@ class Dense(nn.Module):
     @nn.compact
     def __call__(self, x: Parts) -> jax.Array:
         """Args: x [..., I], or parts [..., I_k] with sum I_k = I. Returns: [..., features]."""
-        parts = as_parts(x)
+        parts = parts_for_platform(x)
         in_features = sum(p.shape[-1] for p in parts)
         kernel = self.param("kernel", self.kernel_init, (in_features, self.features),
                             jnp.float32)
         bias = (self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
                 if self.use_bias else None)
         *parts, kernel, bias = promote_dtype(*parts, kernel, bias, dtype=self.dtype)
-        y = _sum_over_parts(parts, lambda p, a, b: contract_last(p, kernel[a:b]))
+        y = _sum_over_parts(parts, lambda p, a, b: contract_last_for_platform(p, kernel[a:b]))
         return y + bias if bias is not None else y
 
 
@@ -105,7 +125,7 @@ class Conv3x3(nn.Module):
     def __call__(self, x: Parts) -> jax.Array:
         """Args: x [B, H, W, C], or parts [B, H, W, C_k] with sum C_k = C.
         Returns: [B, H, W, features]."""
-        parts = as_parts(x)
+        parts = parts_for_platform(x)
         in_features = sum(p.shape[-1] for p in parts)
         kernel = self.param("kernel", self.kernel_init, (3, 3, in_features, self.features),
                             jnp.float32)

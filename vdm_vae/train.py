@@ -23,6 +23,7 @@ from vdm_vae.checkpoints import Checkpointer, load_run_config, save_run_config
 from vdm_vae.console import say
 from vdm_vae.images import image_grid
 from vdm_vae.model_config import ModelConfig, model_config_from_dict, model_config_to_dict
+from vdm_vae.platforms import resolve_substeps
 from vdm_vae.progress import StepTimer
 from vdm_vae.sampling import encode, sample
 from vdm_vae.train_step import (
@@ -46,9 +47,10 @@ def _require(ok: bool, field: str, value, accepted: str):
 def validate_training_config(config: ml_collections.ConfigDict):
     """Checks the training and optimizer fields before any work starts."""
     t, o = config.training, config.optimizer
-    for name in ("num_steps_train", "batch_size_train", "batch_size_eval", "substeps",
+    for name in ("num_steps_train", "batch_size_train", "batch_size_eval",
                  "steps_per_logging", "steps_per_eval", "steps_per_save", "checkpoints_to_keep"):
         _require(getattr(t, name) > 0, f"training.{name}", getattr(t, name), "a positive int")
+    _require(t.substeps >= 0, "training.substeps", t.substeps, "an int >= 0 (0: per platform)")
     _require(0.0 <= t.beta_warmup_fraction <= 1.0, "training.beta_warmup_fraction",
              t.beta_warmup_fraction, "a float in [0, 1]")
     _require(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a float > 0")
@@ -216,13 +218,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     cpu = CpuClock(cpu_seconds_before(workdir, step))
 
     # --- Loop.
+    substeps = resolve_substeps(t.substeps, (t.num_steps_train, t.steps_per_logging,
+                                             t.steps_per_eval, t.steps_per_save))
     train_step = make_train_step(model_config, tx, config.optimizer.ema_rate,
                                  model_config.loss.beta,
                                  int(t.beta_warmup_fraction * t.num_steps_train),
                                  config.optimizer.ema_warmup_power)
     batches = data_lib.train_batches(
         dataset.train_images, batch_size=t.batch_size_train, num_local_devices=devices,
-        substeps=t.substeps, seed=t.seed, start_step=step,
+        substeps=substeps, seed=t.seed, start_step=step,
         process_index=jax.process_index(), process_count=jax.process_count())
     p_state, p_rng = replicate(state, devices), replicate(train_rng, devices)
     history, timer = [], StepTimer()
@@ -232,8 +236,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         while step < t.num_steps_train and (received := stop.agreed()) is None:
             p_state, metrics = train_step(p_state, next(batches), p_rng)
             history += [(step + i + 1, jax.tree_util.tree_map(lambda m, i=i: m[:, i], metrics))
-                        for i in range(t.substeps)]
-            step += t.substeps
+                        for i in range(substeps)]
+            step += substeps
             if not timer.running:  # the first step compiles: time from its end on
                 jax.block_until_ready(p_state)
                 timer.start(step)

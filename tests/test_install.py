@@ -1,0 +1,36 @@
+"""The core install works without TensorFlow, as on a GPU machine with `pip install -e .`."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Makes every import of TensorFlow, TensorBoard or TFDS fail, as where they are not installed.
+BLOCK_TENSORFLOW = textwrap.dedent("""
+    import importlib.abc, sys
+    class NoTensorFlow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in ("tensorflow", "tensorboard", "tensorflow_datasets"):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    sys.meta_path.insert(0, NoTensorFlow())
+""")
+
+
+def test_clu_ml_collections_and_the_entry_points_import_without_tensorflow(tmp_path):
+    code = BLOCK_TENSORFLOW + textwrap.dedent(f"""
+        import clu, clu.metrics, ml_collections
+        from ml_collections import config_flags
+        import main, vdm_vae.train, vdm_vae.evaluate
+        from vdm_vae.writers import JsonlWriter, create_writer
+        writer = create_writer({str(tmp_path)!r})
+        assert [type(w) for w in writer.writers] == [JsonlWriter], writer.writers
+        writer.write_scalars(1, {{"train/bpd": 2.5}})
+        writer.close()
+        assert not [m for m in sys.modules if m.startswith(("tensorflow", "tensorboard"))]
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '"train/bpd": 2.5' in (tmp_path / "metrics.jsonl").read_text()

@@ -1,0 +1,59 @@
+"""The automatic choices that depend on the platform jax computes on, in one place.
+
+Several formulations in this package compute the same numbers as the plain ones and exist only
+because XLA:CPU runs them faster. On GPUs and TPUs the plain forms, those of flax and jax,
+are used instead: they are what those compilers are tuned for, and none of the CPU forms has
+been measured there.
+
+| choice | on CPU | elsewhere |
+|---|---|---|
+| process settings (vdm_vae/cpu_env.py) | huge pages, XLA's own convolutions | none |
+| `model.attention_impl="auto"` (attention.py) | per_example, recomputed | batched |
+| Dense kernel gradient (layers.py) | x^T g, custom VJP | jax's autodiff |
+| an up block's (h, skip) (layers.py, group_norm.py) | one product per part | concatenated once |
+| dropout masks (dropout.py) | unrolled threefry, fused | jax.random.bernoulli |
+| `training.substeps=0` (train.py, bench.py) | 1 (no scan) | 4 per call, in a lax.scan |
+
+Both columns give the same results up to the order of float additions (the dropout masks
+bit for bit); tests/test_platforms.py checks each choice on both sides by patching `backend`.
+"""
+
+from typing import Iterable
+
+import jax
+
+# Optimiser steps per call off CPU: a lax.scan over them saves host round trips. On XLA:CPU
+# the convolution weight gradients run much slower inside a scan body, so CPU takes 1.
+ACCELERATOR_SUBSTEPS = 4
+
+
+def backend() -> str:
+    """The platform of jax's default backend: "cpu", "gpu" or "tpu"."""
+    return jax.default_backend()
+
+
+def cpu_formulations() -> bool:
+    """True where the CPU formulations of the table above apply (XLA:CPU)."""
+    return backend() == "cpu"
+
+
+def resolve_substeps(substeps: int, intervals: Iterable[int] = ()) -> int:
+    """config.training.substeps, with 0 meaning the platform's choice.
+
+    Args:
+      substeps: the config's value; > 0 is returned unchanged.
+      intervals: step counts that a call must not step over (logging, saving, evaluation,
+        the total); the platform's choice is reduced to the largest divisor of
+        ACCELERATOR_SUBSTEPS that divides them all.
+    Returns:
+      Optimiser steps per call of the train step.
+    """
+    if substeps < 0:
+        raise ValueError(f"substeps={substeps} is invalid: expected 0 (per platform) or more.")
+    if substeps:
+        return substeps
+    if cpu_formulations():
+        return 1
+    intervals = tuple(intervals)
+    return max(s for s in range(1, ACCELERATOR_SUBSTEPS + 1)
+               if ACCELERATOR_SUBSTEPS % s == 0 and all(n % s == 0 for n in intervals))
