@@ -93,6 +93,21 @@ class AttnBlock(nn.Module):
         return x + h
 
 
+def conditioning_embedding(c: ModelConfig, g_t: jax.Array, cond: jax.Array, batch: int,
+                           dtype) -> jax.Array:
+    """MLP of [timestep_embedding(t), cond], t the position of gamma_t in [gamma_min, gamma_max].
+
+    Call it inside a compact `__call__`: its Dense layers (dense0, dense1) are the caller's.
+    Args: g_t [B] or scalar; cond [B,D]. Returns: [B, 4 * sm_n_embd].
+    """
+    t = (g_t - c.gamma_min) / (c.gamma_max - c.gamma_min)
+    t = jnp.broadcast_to(jnp.reshape(t, (-1,)), (batch,))
+    temb = jnp.concatenate([timestep_embedding(t, c.sm_n_embd), cond.astype(jnp.float32)],
+                           axis=1)
+    temb = nn.swish(nn.Dense(4 * c.sm_n_embd, dtype=dtype, name="dense0")(temb))
+    return nn.swish(nn.Dense(4 * c.sm_n_embd, dtype=dtype, name="dense1")(temb))
+
+
 class ScoreUNet(nn.Module):
     """The VDM U-Net without resolution changes; returns eps_hat = net(z) + z."""
 
@@ -114,11 +129,7 @@ class ScoreUNet(nn.Module):
         c = self.config
         dtype = jnp.dtype(c.compute_dtype)
         n_embd = c.sm_n_embd
-        t = (g_t - c.gamma_min) / (c.gamma_max - c.gamma_min)
-        t = jnp.broadcast_to(jnp.reshape(t, (-1,)), (z.shape[0],))
-        temb = jnp.concatenate([timestep_embedding(t, n_embd), cond.astype(jnp.float32)], axis=1)
-        temb = nn.swish(nn.Dense(4 * n_embd, dtype=dtype, name="dense0")(temb))
-        temb = nn.swish(nn.Dense(4 * n_embd, dtype=dtype, name="dense1")(temb))
+        temb = conditioning_embedding(c, g_t, cond, z.shape[0], dtype)
 
         h = z
         if c.with_fourier_features:

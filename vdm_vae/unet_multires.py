@@ -14,7 +14,13 @@ import jax.numpy as jnp
 
 from vdm_vae.group_norm import GroupNorm
 from vdm_vae.model_config import ModelConfig
-from vdm_vae.unet import AttnBlock, ResnetBlock, _conv, base2_fourier_features, timestep_embedding
+from vdm_vae.unet import (
+    AttnBlock,
+    ResnetBlock,
+    _conv,
+    base2_fourier_features,
+    conditioning_embedding,
+)
 
 
 class Downsample(nn.Module):
@@ -52,24 +58,11 @@ class MultiResScoreUNet(nn.Module):
     @nn.compact
     def __call__(self, z: jax.Array, g_t: jax.Array, cond: jax.Array,
                  deterministic: bool = True) -> jax.Array:
-        """Predicts the noise in z.
-
-        Args:
-          z: [B,H,W,C] noisy latent z_t.
-          g_t: [B] (or scalar) gamma(t).
-          cond: [B,D] conditioning: w, or zeros [B,1] for an unconditional model.
-          deterministic: disables dropout.
-        Returns:
-          eps_hat [B,H,W,C], float32.
-        """
+        """eps_hat [B,H,W,C] from z [B,H,W,C], g_t [B] and cond [B,D], as ScoreUNet."""
         c = self.config
         dtype = jnp.dtype(c.compute_dtype)
         n_embd, levels = c.sm_n_embd, len(c.sm_ch_mult)
-        t = (g_t - c.gamma_min) / (c.gamma_max - c.gamma_min)
-        t = jnp.broadcast_to(jnp.reshape(t, (-1,)), (z.shape[0],))
-        temb = jnp.concatenate([timestep_embedding(t, n_embd), cond.astype(jnp.float32)], axis=1)
-        temb = nn.swish(nn.Dense(4 * n_embd, dtype=dtype, name="dense0")(temb))
-        temb = nn.swish(nn.Dense(4 * n_embd, dtype=dtype, name="dense1")(temb))
+        temb = conditioning_embedding(c, g_t, cond, z.shape[0], dtype)
 
         def attend(h, name):
             return AttnBlock(c.sm_norm_groups, dtype, c.attention_impl, name=name)(h)
