@@ -260,23 +260,31 @@ def main(argv=None):
                          f"![learning curves]({args.name}_curves.png)", ""]
         if strips:
             progress_text += [f"![samples along training]({args.name}_samples.png)", ""]
-    plot_metric_groups(runs, ("bpd", "fid"), os.path.join(RESULTS, f"{args.name}_bpd_fid.png"))
-    plot_metric_groups(runs, ("kl_w_nats", "probe_linear_acc"),
-                       os.path.join(RESULTS, f"{args.name}_kl_probe.png"))
+    if runs:
+        plot_metric_groups(runs, ("bpd", "fid"), os.path.join(RESULTS, f"{args.name}_bpd_fid.png"))
+        plot_metric_groups(runs, ("kl_w_nats", "probe_linear_acc"),
+                           os.path.join(RESULTS, f"{args.name}_kl_probe.png"))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    text = [f"# {args.name}", "", "Runs:"] + made_by(runs) + [
+    started = [n for n in in_progress if n not in runs]
+    made = made_by(runs) + ([f"- `{args.command}`: {', '.join(started)} (in progress)"]
+                            if started else [])
+    text = [f"# {args.name}", "", "Runs:"] + made + [
             "", f"Collected: `python experiments/collect.py --root={args.root} --name={args.name}"
-            f"{' --merge' if args.merge else ''}`",
-            f"Machine: {machine()}; {versions()}; commit {commit}.", ""] + progress_text + [
+            f"{' --merge' if args.merge else ''}{' --curves' if args.curves else ''}`",
+            f"Machine: {machine()}; {versions()}; commit {commit}.", ""] + progress_text
+    final = ["No run has finished its training and evaluation (`main.py --mode=eval`) yet.", ""]
+    if runs:
+        final = [
             table(runs), "", "bpd - bpd(uncond): the mean paired difference of each image's "
-            "bound to the unconditional run of the same VDM size (same test images, same draws "
-            "of t and noise), with its 95% interval and its standard error next to the "
-            "unpaired one. Probe accuracies: 95% Wilson intervals over the test images.", "",
-            f"![bpd and FID]({args.name}_bpd_fid.png)",
-            f"![KL and probe]({args.name}_kl_probe.png)", "",
-            f"Each run's samples, guided generations, interpolation, t-SNE, w-usage profile and KL "
-            f"per dimension: [{args.name}_figures/]({args.name}_figures/).", ""]
+                "bound to the unconditional run of the same VDM size (same test images, same draws "
+                "of t and noise), with its 95% interval and its standard error next to the "
+                "unpaired one. Probe accuracies: 95% Wilson intervals over the test images.", "",
+                f"![bpd and FID]({args.name}_bpd_fid.png)",
+                f"![KL and probe]({args.name}_kl_probe.png)", "",
+                f"Each run's samples, guided generations, interpolation, t-SNE, w-usage profile "
+                f"and KL per dimension: [{args.name}_figures/]({args.name}_figures/).", ""]
+    text += final
     if args.notes:
         with open(args.notes) as f:
             text += [f.read()]
