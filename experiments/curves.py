@@ -6,7 +6,6 @@
 """
 
 import glob
-import json
 import os
 from typing import Dict, List
 
@@ -16,23 +15,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vdm_vae.writers import read_metrics  # noqa: E402
+
 CURVE_METRICS = ("eval/bpd", "eval/bpd_diff", "eval/kl_w_nats", "eval/active_units",
                  "eval/probe_linear_acc")
-
-
-def read_metrics(workdir: str) -> List[dict]:
-    """The rows of workdir/metrics.jsonl; for a step logged twice (a resumed run), the last."""
-    rows = []
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return rows
-    with open(path) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-    return rows
 
 
 def series(rows: List[dict], key: str):

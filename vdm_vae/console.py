@@ -6,7 +6,7 @@ import os
 import sys
 
 # Loggers of libraries that report every save, restore and compile at INFO level.
-THIRD_PARTY = ("absl", "orbax", "jax", "jax._src", "tensorstore", "matplotlib", "PIL", "clu")
+THIRD_PARTY = ("absl", "orbax", "jax", "tensorstore", "matplotlib", "PIL", "clu")
 
 
 def _is_main_process() -> bool:

@@ -8,21 +8,10 @@ import time
 from typing import Dict
 
 import jax
-import numpy as np
 
+from vdm_vae.evaluate import posterior
 from vdm_vae.metrics import collapse, probes
 from vdm_vae.model_config import ModelConfig
-from vdm_vae.sampling import encode
-
-
-def posterior_means(params, images: np.ndarray, config: ModelConfig, batch_size: int):
-    """(mean, logvar) of q(w|x) for uint8 images [N,H,W,C], each [N, w_dim]."""
-    means, logvars = [], []
-    for start in range(0, len(images), batch_size):
-        mean, std = encode(params, images[start:start + batch_size], config=config)
-        means.append(np.asarray(mean))
-        logvars.append(2.0 * np.log(np.asarray(std)))
-    return np.concatenate(means), np.concatenate(logvars)
 
 
 def encoder_metrics(params, dataset, config: ModelConfig, num_train: int, num_test: int,
@@ -39,8 +28,8 @@ def encoder_metrics(params, dataset, config: ModelConfig, num_train: int, num_te
     start = time.time()
     train_x = dataset.train_images[:num_train]
     test_x = dataset.test_images[:num_test]
-    mean_train, _ = posterior_means(params, train_x, config, batch_size)
-    mean_test, logvar_test = posterior_means(params, test_x, config, batch_size)
+    mean_train, _ = posterior(params, train_x, config, batch_size)
+    mean_test, logvar_test = posterior(params, test_x, config, batch_size)
     kl = collapse.kl_per_dim(mean_test, logvar_test).sum(axis=1).mean()
     active, _ = collapse.active_units(mean_test)
     acc = probes.linear_probe_accuracy(mean_train, dataset.train_labels[:num_train], mean_test,

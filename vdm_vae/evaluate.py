@@ -63,15 +63,17 @@ def bound_metrics(params, images: np.ndarray, config: ModelConfig, batch_size: i
     return result
 
 
-def posterior(params, images: np.ndarray, config: ModelConfig, batch_size: int, desc: str):
-    """(mean, logvar) of q(w|x), each [N, w_dim]."""
+def posterior(params, images: np.ndarray, config: ModelConfig, batch_size: int,
+              desc: Optional[str] = None):
+    """(mean, logvar) of q(w|x), each [N, w_dim]; a progress line on stderr if `desc`."""
     means, logvars = [], []
-    progress = Progress(len(images), desc, "img")
+    progress = Progress(len(images), desc, "img") if desc else None
     for batch in _batches(images, batch_size):
         mean, std = encode(params, batch, config=config)
         means.append(np.asarray(mean))
         logvars.append(2.0 * np.log(np.asarray(std)))
-        progress.update(len(batch))
+        if progress:
+            progress.update(len(batch))
     return np.concatenate(means), np.concatenate(logvars)
 
 

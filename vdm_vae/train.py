@@ -34,7 +34,7 @@ from vdm_vae.train_step import (
     make_train_step,
     replicate,
 )
-from vdm_vae.writers import create_writer, format_progress
+from vdm_vae.writers import create_writer, format_progress, read_metrics
 
 FINISHED_FILE = "finished.json"
 
@@ -278,19 +278,11 @@ class CpuClock:
 
 def cpu_seconds_before(workdir: str, step: int) -> float:
     """The run's CPU seconds at `step` by its metrics.jsonl (0 for a new run)."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if step == 0 or not os.path.exists(path):
+    if step == 0:
         return 0.0
-    seconds = 0.0
-    with open(path) as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            if row.get("step", step + 1) <= step and "train/cpu_seconds" in row:
-                seconds = max(seconds, row["train/cpu_seconds"])
-    return seconds
+    return max((row["train/cpu_seconds"] for row in read_metrics(workdir)
+                if row.get("step", step + 1) <= step and "train/cpu_seconds" in row),
+               default=0.0)
 
 
 def _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu):

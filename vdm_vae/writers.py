@@ -11,6 +11,21 @@ from vdm_vae.console import quiet_native_stderr
 from vdm_vae.images import save_png
 
 
+def read_metrics(workdir: str) -> List[dict]:
+    """The rows of workdir/metrics.jsonl ([] if none), skipping a line cut short by a kill."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
 class JsonlWriter:
     """Appends {"step", "time", name: value} lines to workdir/metrics.jsonl; PNGs to images/."""
 
