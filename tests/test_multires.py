@@ -104,3 +104,35 @@ def test_upsample_is_nearest_resize_by_two_cropped_then_conv(size):
                                             "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     np.testing.assert_allclose(Upsample().apply(params, x, size), expected, rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("levels", [(1,), (1, 2, 2)])
+def test_w_min_gamma_hides_w_below_the_threshold_only(levels):
+    """eps_hat ignores w where gamma_t < w_min_gamma and depends on it at or above."""
+    enc = EncoderConfig(kind="conv", block_out_channels=8, norm_num_groups=4, w_dim=3)
+    base = dict(MULTIRES, sm_ch_mult=levels, encoder=enc)
+    gated, plain = ModelConfig(**base, w_min_gamma=0.0), ModelConfig(**base)
+    variables = init_params(gated, jax.random.PRNGKey(0))
+    variables = jax.tree_util.tree_map(  # every weight non-zero, so w can reach eps_hat
+        lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(2), p.shape), variables)
+    z = jax.random.normal(jax.random.PRNGKey(1), (4, 28, 28, 1))
+    g_t = jnp.array([-5.0, -0.01, 0.0, 3.0])
+    w1, w2 = jax.random.normal(jax.random.PRNGKey(3), (2, 4, 3))
+
+    def eps(config, w, g=g_t):
+        return VDMVAE(config).apply(variables, z, g, w, method=VDMVAE.score)
+
+    change = jnp.max(jnp.abs(eps(gated, w1) - eps(gated, w2)), axis=(1, 2, 3))
+    np.testing.assert_array_equal(change[:2], 0.0)
+    assert float(jnp.min(change[2:])) > 1e-4
+    np.testing.assert_array_equal(eps(gated, w1)[2:], eps(plain, w1)[2:])  # same net above
+    np.testing.assert_array_equal(eps(gated, w1)[:2], eps(plain, jnp.zeros_like(w1))[:2])
+    # a scalar gamma (the sampler's) gates the whole batch
+    np.testing.assert_array_equal(eps(gated, w1, -1.0), eps(gated, w2, -1.0))
+
+
+@pytest.mark.parametrize("value", [-13.3, 5.0, 7.0])
+def test_w_min_gamma_outside_the_schedule_is_rejected(value):
+    enc = EncoderConfig(kind="conv", block_out_channels=8, norm_num_groups=4, w_dim=3)
+    with pytest.raises(ValueError, match=r"config.model.w_min_gamma=.*strictly between"):
+        ModelConfig(**MULTIRES, encoder=enc, w_min_gamma=value)

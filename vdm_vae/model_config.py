@@ -65,6 +65,10 @@ class ModelConfig:
       sm_ch_mult: channel multiplier per resolution level of the score U-Net. (1,) is
         google-research/vdm's U-Net at full resolution (vdm_vae/unet.py); more entries give
         the multi-resolution U-Net (vdm_vae/unet_multires.py), halving H and W per level.
+      w_min_gamma: if set, the score U-Net sees w only where gamma_t >= w_min_gamma (signal-to-
+        noise ratio exp(-gamma_t) at most exp(-w_min_gamma)) and zeros in its place elsewhere,
+        so w can only help where the noise hides the image's global structure. The decoder
+        p(x|w) stays a valid model of x given w: the bound is unchanged in form. None: always.
     """
 
     image_shape: Tuple[int, int, int] = (28, 28, 1)
@@ -85,6 +89,7 @@ class ModelConfig:
     compute_dtype: str = "float32"
     attention_impl: str = "auto"
     sm_ch_mult: Tuple[int, ...] = (1,)
+    w_min_gamma: Optional[float] = None
     encoder: EncoderConfig = EncoderConfig()
     loss: LossConfig = LossConfig()
 
@@ -127,6 +132,10 @@ def _check_config(c: ModelConfig):
         _fail("attention_impl", c.attention_impl, f"one of {ATTENTION_IMPLS}")
     if not c.sm_ch_mult or min(c.sm_ch_mult) < 1:
         _fail("sm_ch_mult", c.sm_ch_mult, "a non-empty tuple of positive ints")
+    if c.w_min_gamma is not None and not c.gamma_min < c.w_min_gamma < c.gamma_max:
+        _fail("w_min_gamma", c.w_min_gamma,
+              f"None or a float strictly between gamma_min={c.gamma_min} and "
+              f"gamma_max={c.gamma_max}")
     if not 0.0 <= c.sm_pdrop < 1.0:
         _fail("sm_pdrop", c.sm_pdrop, "a float in [0, 1)")
     e = c.encoder

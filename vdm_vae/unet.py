@@ -98,10 +98,13 @@ def conditioning_embedding(c: ModelConfig, g_t: jax.Array, cond: jax.Array, batc
     """MLP of [timestep_embedding(t), cond], t the position of gamma_t in [gamma_min, gamma_max].
 
     Call it inside a compact `__call__`: its Dense layers (dense0, dense1) are the caller's.
+    With c.w_min_gamma set, cond is zeroed where gamma_t < c.w_min_gamma.
     Args: g_t [B] or scalar; cond [B,D]. Returns: [B, 4 * sm_n_embd].
     """
+    g_t = jnp.broadcast_to(jnp.reshape(g_t, (-1,)), (batch,))
+    if c.w_min_gamma is not None and c.conditional:
+        cond = jnp.where((g_t >= c.w_min_gamma)[:, None], cond, 0.0)
     t = (g_t - c.gamma_min) / (c.gamma_max - c.gamma_min)
-    t = jnp.broadcast_to(jnp.reshape(t, (-1,)), (batch,))
     temb = jnp.concatenate([timestep_embedding(t, c.sm_n_embd), cond.astype(jnp.float32)],
                            axis=1)
     temb = nn.swish(nn.Dense(4 * c.sm_n_embd, dtype=dtype, name="dense0")(temb))
