@@ -9,7 +9,7 @@ clip_grad_norm_(1.0), AdamW, EMA update) with the settings of its scripts/{M,T,S
 at batch 64 on 28x28x1, and one reverse step is its `sample_p_s_t`. Imports the model code
 does not use (torchvision, torchinfo, accelerate) are stubbed. Prints one JSON line with the
 median and minimum seconds, comparable to `python -m vdm_vae.bench`'s train_step_median_s
-and reverse_step_median_s; experiments/side_by_side.sh alternates the two programs.
+and reverse_step_median_s; experiments/side_by_side.py alternates the two programs.
 """
 
 import argparse
