@@ -50,6 +50,14 @@ def perturb(tree, seed: int, scale: float = 0.1):
     return jax.tree_util.tree_unflatten(treedef, noisy)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fid_cache(tmp_path_factory):
+    """Evaluations in tests keep their FID reference statistics in a temporary folder."""
+    path = str(tmp_path_factory.mktemp("fid_cache"))
+    os.environ["VDM_VAE_FID_CACHE"] = path
+    return path
+
+
 @pytest.fixture(scope="session")
 def uncond():
     """(config, variables) of a tiny unconditional model."""

@@ -39,7 +39,7 @@ def trained_uncond(tmp_path_factory):
     return _train(tmp_path_factory, "mvdm")
 
 
-def test_eval_writes_every_key_and_figure(trained):
+def test_eval_writes_every_key_and_figure(trained, fid_cache):
     workdir, args = trained
     has_fid = _fid_available()
     extra = ["--config.eval.mc_draws=2"] + (["--config.eval.num_fid_samples=8"] if has_fid else [])
@@ -70,6 +70,9 @@ def test_eval_writes_every_key_and_figure(trained):
     if has_fid:
         assert m["fid"] >= 0
         assert np.load(os.path.join(workdir, "eval", "samples.npz"))["images"].shape == (8, 8, 8, 1)
+        # the reference statistics are kept for every run, not in this run's folder
+        assert len([n for n in os.listdir(fid_cache) if n.startswith("fid_stats_")]) == 1
+        assert not [n for n in os.listdir(os.path.join(workdir, "eval")) if "fid_stats" in n]
 
 
 def test_unconditional_eval_skips_w_metrics(trained_uncond):

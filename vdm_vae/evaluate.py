@@ -292,15 +292,22 @@ def sample_metrics(params, test_images, model_config, e, out_dir, seed: int) -> 
         samples = generate(params, model_config, e.num_fid_samples, e.fid_batch_size,
                            e.sample_steps, jax.random.fold_in(rng, 3))
         np.savez_compressed(os.path.join(out_dir, "samples.npz"), images=samples)
-        result["fid"] = _fid_or_none(samples, test_images, out_dir)
+        result["fid"] = _fid_or_none(samples, test_images)
     return result
 
 
-def _fid_or_none(samples: np.ndarray, reference: np.ndarray, out_dir: str) -> Optional[float]:
+def fid_cache_dir() -> str:
+    """Where the reference sets' FID statistics are kept, shared by every run of a machine:
+    `$VDM_VAE_FID_CACHE`, else `~/.cache/vdm_vae/fid` (keyed by the images and the network,
+    so a changed reference set is never served stale statistics)."""
+    return os.path.expanduser(os.environ.get("VDM_VAE_FID_CACHE", "~/.cache/vdm_vae/fid"))
+
+
+def _fid_or_none(samples: np.ndarray, reference: np.ndarray) -> Optional[float]:
     """FID if torch and the Inception weights are installed (the `fid` extra), else None."""
     try:
         from vdm_vae.metrics import fid
-        return float(fid.fid_from_arrays(samples, reference, cache_dir=out_dir))
+        return float(fid.fid_from_arrays(samples, reference, cache_dir=fid_cache_dir()))
     except ImportError as error:
         print(f"FID skipped ({error}); score samples.npz later with "
               "`python -m vdm_vae.metrics.fid samples.npz REFERENCE`.", flush=True)
