@@ -10,11 +10,10 @@ Smoke: python main.py --config=configs/mnist_cpu_gated.py:smoke --workdir=/tmp/m
 See configs/base.py `mnist_cpu` and experiments/mnist_cpu.sh.
 """
 
-from configs import base
+from configs import base, mnist_cpu
 
 
 def get_config(arg=None):
-    config = base.mnist_cpu(encoder=True)
-    config.model.loss.capacity = 10.0
+    config = mnist_cpu.get_config()
     config.model.w_min_gamma = 0.0
     return base.finish(config, arg)

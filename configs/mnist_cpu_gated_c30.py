@@ -7,11 +7,10 @@ Smoke: python main.py --config=configs/mnist_cpu_gated_c30.py:smoke --workdir=/t
 See configs/mnist_cpu_gated.py and experiments/mnist_cpu.sh.
 """
 
-from configs import base
+from configs import base, mnist_cpu_gated
 
 
 def get_config(arg=None):
-    config = base.mnist_cpu(encoder=True)
+    config = mnist_cpu_gated.get_config()
     config.model.loss.capacity = 30.0
-    config.model.w_min_gamma = 0.0
     return base.finish(config, arg)

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -31,9 +30,10 @@ ROWS = "mvdm:none,mvdm:oe,tvdm:none,tvdm:oe,svdm:none,svdm:oe"
 TARGET = 1.5
 
 
-def torch_rates(repeats: int = 10) -> dict:
+def torch_rates() -> dict:
     """PyTorch's best GFLOP/s on the calibration matrix product and convolution."""
     import torch
+    from conv_directions import best_seconds  # this folder, on sys.path when run as a script
 
     a = torch.randn(4096, 4096)
     x, conv = torch.randn(64, 64, 28, 28), torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
@@ -42,13 +42,7 @@ def torch_rates(repeats: int = 10) -> dict:
         for name, fn, flops in (("torch_matmul_gflop_per_s", lambda: a @ a, 2 * 4096 ** 3),
                                 ("torch_conv_gflop_per_s", lambda: conv(x),
                                  2 * 64 * 784 * 9 * 64 * 64)):
-            fn()
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            out[name] = flops / 1e9 / min(times)
+            out[name] = flops / 1e9 / best_seconds(fn, repeats=10)
     return out
 
 

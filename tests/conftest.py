@@ -36,6 +36,18 @@ def tiny_config(kind: str = "none", image_shape=IMAGE_SHAPE, **overrides) -> Mod
     return dataclasses.replace(base, **overrides)
 
 
+def load_experiment(name: str):
+    """experiments/<name>.py as a module (the folder is not a package)."""
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(root, "experiments", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def random_images(seed: int, batch: int, image_shape=IMAGE_SHAPE) -> np.ndarray:
     """uint8 images [batch, H, W, C] with pixels uniform over {0..255}."""
     return np.random.default_rng(seed).integers(0, 256, (batch,) + tuple(image_shape),

@@ -1,6 +1,5 @@
 """experiments/gpu_check.sh: the --quick run on this CPU, and the parts it is made of."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,6 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import load_experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = {"gpu_check.json", "gpu_check.md", "bench.md", "bench.log", "train.log", "sample.log",
@@ -17,11 +17,7 @@ FILES = {"gpu_check.json", "gpu_check.md", "bench.md", "bench.log", "train.log",
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location(
-        "gpu_check", os.path.join(ROOT, "experiments", "gpu_check.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("gpu_check")
 
 
 def _tiny_mnist(path):

@@ -1,17 +1,10 @@
 """experiments/side_by_side.py: the verdict per row and its report."""
 
-import importlib.util
-import os
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_experiment
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location(
-        "side_by_side", os.path.join(ROOT, "experiments", "side_by_side.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("side_by_side")
 
 
 def _row(study_s, ours_s, gflop, best):
