@@ -192,26 +192,35 @@ def table(runs: dict) -> str:
     return "\n".join(lines)
 
 
+def _is_grid(runs: dict) -> bool:
+    """True when some run is named as the study's grid names them (<size>[_<encoder>])."""
+    return any(n == split_name(n)[0] + ("" if split_name(n)[1] == "none" else
+                                        "_" + split_name(n)[1]) for n in runs)
+
+
 def plot_metric_groups(runs: dict, metrics, path: str):
-    """One panel per metric: bars grouped by VDM size, coloured by encoder."""
+    """One panel per metric: bars grouped by VDM size and coloured by encoder for the study's
+    grid (runs named otherwise are left out); one bar per run when none is named so."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
-    vdms = sorted({split_name(n)[0] for n in runs})
+    grid = _is_grid(runs)
+    groups = sorted({split_name(n)[0] for n in runs}) if grid else sorted(runs)
     for ax, metric in zip(axes[0], metrics):
-        for j, enc in enumerate(ENCODER_ORDER):
+        for j, enc in enumerate(ENCODER_ORDER if grid else [None]):
             xs, ys = [], []
-            for i, vdm in enumerate(vdms):
-                m = runs.get(vdm if enc == "none" else f"{vdm}_{enc}")
+            for i, group in enumerate(groups):
+                m = runs.get(group if enc in ("none", None) else f"{group}_{enc}")
                 if m is not None and m.get(metric) is not None:
-                    xs.append(i + (j - 2.5) * 0.13)
+                    xs.append(i + (j - 2.5) * 0.13 if grid else i)
                     ys.append(m[metric])
             if xs:
-                ax.bar(xs, ys, width=0.13, label=enc, color=f"C{j}")
-        ax.set_xticks(range(len(vdms)))
-        ax.set_xticklabels([v.upper() for v in vdms])
+                ax.bar(xs, ys, width=0.13 if grid else 0.6, label=enc, color=f"C{j}")
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([g.upper() for g in groups] if grid else groups,
+                           rotation=0 if grid else 30, ha="center" if grid else "right")
         ax.set_title(metric + (" (log scale)" if metric in LOG_SCALE else ""))
         if metric in LOG_SCALE:
             ax.set_yscale("log")
-        if ax.containers:
+        if ax.containers and grid:
             ax.legend(title="encoder", fontsize=7)
         else:
             ax.text(0.5, 0.5, f"no {metric} in these runs", transform=ax.transAxes,
