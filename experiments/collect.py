@@ -222,7 +222,7 @@ def plot_metric_groups(runs: dict, metrics, path: str):
             ax.set_yscale("log")
         if ax.containers and grid:
             ax.legend(title="encoder", fontsize=7)
-        else:
+        elif not ax.containers:
             ax.text(0.5, 0.5, f"no {metric} in these runs", transform=ax.transAxes,
                     ha="center", va="center")
     fig.savefig(path, dpi=120, bbox_inches="tight")

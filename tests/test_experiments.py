@@ -214,12 +214,14 @@ def test_finished_training_is_evaluated_and_not_retrained(monkeypatch, tmp_path)
 
 
 def test_bar_plots_show_runs_named_outside_the_study_grid(collect, tmp_path, monkeypatch):
-    drawn = []
-    monkeypatch.setattr(collect.plt.Axes, "bar",
-                        lambda self, xs, ys, **kw: drawn.append((list(xs), list(ys))))
+    drawn, texts, bar = [], [], collect.plt.Axes.bar
+    monkeypatch.setattr(collect.plt.Axes, "bar", lambda self, xs, ys, **kw: (
+        drawn.append((list(xs), list(ys))), bar(self, xs, ys, **kw))[1])
+    monkeypatch.setattr(collect.plt.Axes, "text", lambda self, *a, **kw: texts.append(a[2]))
     protocol = {"mnist_cpu_uncond": {"bpd": 1.25}, "mnist_cpu_gated": {"bpd": 1.27}}
-    collect.plot_metric_groups(protocol, ("bpd",), str(tmp_path / "a.png"))
+    collect.plot_metric_groups(protocol, ("bpd", "fid"), str(tmp_path / "a.png"))
     assert drawn == [([0, 1], [1.27, 1.25])]  # one bar per run, sorted by name
+    assert texts == ["no fid in these runs"]  # and no such text on the panel with bars
     drawn.clear()
     grid = {"mvdm": {"bpd": 1.3}, "mvdm_oe": {"bpd": 1.31}, "mvdm_oe_fb": {"bpd": 1.4}}
     collect.plot_metric_groups(grid, ("bpd",), str(tmp_path / "b.png"))
