@@ -194,8 +194,7 @@ def table(runs: dict) -> str:
 
 def _is_grid(runs: dict) -> bool:
     """True when some run is named as the study's grid names them (<size>[_<encoder>])."""
-    return any(n == split_name(n)[0] + ("" if split_name(n)[1] == "none" else
-                                        "_" + split_name(n)[1]) for n in runs)
+    return any(n in (size, f"{size}_{enc}") for n in runs for size, enc in [split_name(n)])
 
 
 def plot_metric_groups(runs: dict, metrics, path: str):

@@ -20,7 +20,6 @@ the optimiser), so the real limit is lower still.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -33,15 +32,14 @@ TARGET = 1.5
 def torch_rates() -> dict:
     """PyTorch's best GFLOP/s on the calibration matrix product and convolution."""
     import torch
-    from conv_directions import best_seconds  # this folder, on sys.path when run as a script
+    from conv_directions import GFLOP, best_seconds  # this folder, on sys.path as a script
 
     a = torch.randn(4096, 4096)
     x, conv = torch.randn(64, 64, 28, 28), torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
     out = {"torch_threads": torch.get_num_threads()}
     with torch.no_grad():
         for name, fn, flops in (("torch_matmul_gflop_per_s", lambda: a @ a, 2 * 4096 ** 3),
-                                ("torch_conv_gflop_per_s", lambda: conv(x),
-                                 2 * 64 * 784 * 9 * 64 * 64)):
+                                ("torch_conv_gflop_per_s", lambda: conv(x), GFLOP * 1e9)):
             out[name] = flops / 1e9 / best_seconds(fn, repeats=10)
     return out
 
@@ -94,19 +92,9 @@ def verdict(r: dict) -> str:
             f"{100 * need / r['best_rate_gflop_per_s']:.0f}% of the machine's best rate")
 
 
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else the architecture."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
-
-
 def markdown(rows: list, command: str) -> str:
+    from vdm_vae.bench import cpu_name
+
     first = rows[0]
     lines = [
         "# Side by side with the study's PyTorch code, CPU", "",
