@@ -48,7 +48,7 @@ STUDY = {
 }
 COLUMNS = ("bpd", "bpd_stderr", "fid", "kl_w_nats", "active_units", "mutual_info_nats",
            "probe_linear_acc", "probe_linear_acc_random", "probe_linear_acc_pixels",
-           "bpd_learned_prior")
+           "probe_linear_acc_pca", "bpd_learned_prior")
 ENCODER_ORDER = ("oepp", "oe", "se", "te", "ue", "none")
 LOG_SCALE = ("kl_w_nats",)  # UE's KL is hundreds of times the others
 
@@ -59,7 +59,8 @@ PRIOR_KEYS = ("bpd_learned_prior", "kl_w_learned_prior_nats", "kl_w_learned_prio
 UNCOND_DIFF = "bpd_minus_uncond"  # paired difference to the unconditional run of the same VDM
 INTERVAL_COLUMNS = {"probe_linear_acc": "probe_linear_acc_ci",
                     "probe_linear_acc_random": "probe_linear_acc_random_ci",
-                    "probe_linear_acc_pixels": "probe_linear_acc_pixels_ci"}
+                    "probe_linear_acc_pixels": "probe_linear_acc_pixels_ci",
+                    "probe_linear_acc_pca": "probe_linear_acc_pca_ci"}
 
 
 def paired_to_uncond(root: str, runs: dict):

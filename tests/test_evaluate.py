@@ -18,7 +18,8 @@ KEYS = ("bpd", "bpd_stderr", "bpd_recon", "bpd_prior", "bpd_diff", "bpd_kl_w", "
         "probe_knn_acc", "probe_linear_acc_random", "probe_linear_acc_pixels",
         "probe_knn_acc_random", "probe_knn_acc_pixels", "w_usage_profile", "eval_seed",
         "mutual_info_stderr_nats", "probe_linear_acc_ci", "probe_knn_acc_pixels_ci",
-        "probe_linear_diff_trained_random", "probe_knn_diff_trained_pixels")
+        "probe_linear_diff_trained_random", "probe_knn_diff_trained_pixels",
+        "probe_linear_acc_pca", "probe_knn_acc_pca", "probe_linear_diff_trained_pca")
 
 
 def _train(tmp_path_factory, config: str):
@@ -64,6 +65,7 @@ def test_eval_writes_every_key_and_figure(trained, fid_cache):
                                    - m[f"probe_{probe}_acc_random"], atol=1e-12)
     assert m["mutual_info_stderr_nats"] > 0
     assert len(m["kl_per_dim_nats"]) == 8
+    assert m["probe_pca_components"] == 8  # as many as w has
     assert set(m["w_usage_profile"]) == {"t", "posterior", "prior", "shuffled"}
     for name in FIGURES:
         assert os.path.getsize(os.path.join(workdir, "eval", name)) > 0, name

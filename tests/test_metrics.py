@@ -125,6 +125,28 @@ def test_probes_reject_bad_input():
         probes.knn_accuracy(x, y, x, y, k=11)
 
 
+
+def test_pca_features_keep_the_largest_variance_directions():
+    rng = np.random.default_rng(9)
+    # Variance 100, 25, 4 along three random orthonormal directions, 1e-6 elsewhere, offset.
+    basis = np.linalg.qr(rng.normal(size=(10, 10)))[0]
+    scales = np.array([10.0, 5.0, 2.0] + [1e-3] * 7)
+    train = (rng.normal(size=(5000, 10)) * scales) @ basis.T + 3.0
+    test = (rng.normal(size=(200, 10)) * scales) @ basis.T + 3.0
+    train_k, test_k = probes.pca_features(train, test, 2)
+    assert train_k.shape == (5000, 2) and test_k.shape == (200, 2)
+    np.testing.assert_allclose(train_k.std(axis=0), [10.0, 5.0], rtol=0.05)
+    np.testing.assert_allclose(np.abs(np.corrcoef(train_k.T)[0, 1]), 0.0, atol=1e-6)
+    # With every direction of non-negligible variance kept, distances are preserved.
+    _, test_3 = probes.pca_features(train, test, 3)
+    d_orig = np.linalg.norm(test[:50, None] - test[None, :50], axis=-1)
+    d_pca = np.linalg.norm(test_3[:50, None] - test_3[None, :50], axis=-1)
+    np.testing.assert_allclose(d_pca, d_orig, atol=0.02)
+    with pytest.raises(ValueError, match="k must be an integer in \\[1, 10\\]"):
+        probes.pca_features(train, test, 11)
+    with pytest.raises(ValueError, match="train_x and test_x"):
+        probes.pca_features(train, test[:, :9], 2)
+
 # ----------------------------------------------------------------------------- Frechet distance
 
 

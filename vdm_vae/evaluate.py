@@ -222,7 +222,11 @@ def _write_json(path: str, payload: dict):
 
 def representation_metrics(params, dataset, test_images, test_labels, model_config, e, out_dir,
                            batch_size: int, seed: int) -> dict:
-    """Collapse diagnostics, probes (trained / random encoder / pixels) and their figures."""
+    """Collapse diagnostics, probes and their figures.
+
+    Probes are fitted on the trained code mu(x), a randomly initialised encoder's, the raw
+    pixels, and the pixels' top-w_dim principal components (a linear code of the same size).
+    """
     mean, logvar = posterior(params, test_images, model_config, batch_size, "encode test")
     result = collapse_metrics(mean, logvar, seed)
     plots.plot_kl_per_dim(np.asarray(result["kl_per_dim_nats"]),
@@ -240,10 +244,15 @@ def representation_metrics(params, dataset, test_images, test_labels, model_conf
         train_random, _ = posterior(random_params, train_images, model_config, batch_size,
                                     "encode train (random encoder)")
         pixels = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0  # noqa: E731
+        train_pixels, test_pixels = pixels(train_images), pixels(test_images)
+        num_components = min(model_config.w_dim, *train_pixels.shape)
         result.update(probe_metrics({"trained": (train_mean, mean),
                                      "random": (train_random, random_mean),
-                                     "pixels": (pixels(train_images), pixels(test_images))},
+                                     "pixels": (train_pixels, test_pixels),
+                                     "pca": probes.pca_features(train_pixels, test_pixels,
+                                                                num_components)},
                                     train_labels, test_labels))
+        result["probe_pca_components"] = num_components
         for probe in ("linear", "knn"):
             result[f"probe_{probe}_acc"] = result[f"probe_{probe}_acc_trained"]
             result[f"probe_{probe}_acc_ci"] = result[f"probe_{probe}_acc_trained_ci"]

@@ -112,3 +112,33 @@ def knn_correct(train_x: npt.ArrayLike, train_y: npt.ArrayLike, test_x: npt.Arra
     classifier = KNeighborsClassifier(n_neighbors=int(k))
     classifier.fit(train_x.astype(np.float32), train_y)
     return classifier.predict(test_x.astype(np.float32)) == test_y
+
+
+def pca_features(train_x: npt.ArrayLike, test_x: npt.ArrayLike, k: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Both splits projected on the top-k principal components of the training split.
+
+    The linear baseline for a learned code of size k: what a linear compression of the
+    same inputs to as many numbers gives a probe.
+
+    Args:
+        train_x: training inputs [N, F] (fits the components and the centre).
+        test_x: test inputs [M, F].
+        k: number of components, 1 <= k <= min(N, F).
+
+    Returns:
+        (train [N, k], test [M, k]) float32.
+    """
+    train_x = np.asarray(train_x, np.float64)
+    test_x = np.asarray(test_x, np.float64)
+    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"train_x and test_x must be [N, F] and [M, F], got {train_x.shape} "
+                         f"and {test_x.shape}.")
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= min(train_x.shape):
+        raise ValueError(f"k must be an integer in [1, {min(train_x.shape)}], got {k!r}.")
+    centre = train_x.mean(axis=0)
+    centred = train_x - centre
+    # The principal axes are the covariance's eigenvectors of the largest eigenvalues.
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    axes = vectors[:, ::-1][:, :k]
+    return (centred @ axes).astype(np.float32), ((test_x - centre) @ axes).astype(np.float32)
