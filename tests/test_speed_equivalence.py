@@ -69,6 +69,25 @@ def test_attention_values_and_gradients_match_plain_softmax():
     _close(grads["per_example"], grads["batched"])
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_attention_gradients_are_as_accurate_as_float32_allows(impl):
+    """Against softmax attention in float64: both impls within float32 rounding."""
+    q, k, v = (3.0 * x for x in _qkv(shape=(2, 40, 16)))
+
+    def loss(q, k, v, attend):
+        return jnp.sum(jnp.sin(attend(q, k, v)))
+
+    with jax.enable_x64(True):
+        exact = jax.grad(loss, argnums=(0, 1, 2))(
+            *(np.asarray(x, np.float64) for x in (q, k, v)),
+            lambda q, k, v: jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", q, k) / 4.0, -1) @ v)
+        exact = [np.asarray(g) for g in exact]
+    ours = jax.grad(loss, argnums=(0, 1, 2))(q, k, v, lambda q, k, v: attention(q, k, v, impl))
+    for g, e in zip(ours, exact):
+        assert g.dtype == jnp.float32
+        assert np.max(np.abs(np.asarray(g, np.float64) - e)) < 1e-5 * np.max(np.abs(e))
+
+
 def test_attention_keeps_bfloat16_values_in_bfloat16():
     q, k, v = _qkv(jnp.bfloat16)
     outs = [attention(q, k, v, impl) for impl in IMPLS]
@@ -88,7 +107,9 @@ def test_loss_and_gradients_of_the_model_do_not_depend_on_impl():
 
     results = {i: jax.jit(jax.value_and_grad(loss), static_argnums=1)(variables, c)
                for i, c in configs.items()}
-    _close(results["per_example"], results["batched"], rtol=2e-5, atol=1e-5)
+    # float32 rounding differs between the two (see the float64 test above), and the network
+    # amplifies it in a few gradient entries.
+    _close(results["per_example"], results["batched"], rtol=5e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5])
