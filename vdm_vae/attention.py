@@ -15,7 +15,7 @@ other work runs beside the attention. On accelerators the batched form is the fa
 jax.nn.dot_product_attention is not used: its XLA path computes what "batched" does, and its
 cuDNN path (the fused one) takes only float16 / bfloat16 inputs, so it would change the
 float32 numbers. The study's U-Nets attend only in their mid block (`with_attention=False`),
-as does the encoder; the CIFAR-10 model also attends in its down and up blocks.
+as does the encoder; `model.with_attention=True` adds attention to the down and up blocks.
 """
 
 import jax
