@@ -49,6 +49,8 @@ def base_config() -> ml_collections.ConfigDict:
         beta_warmup_fraction=0.0,
         steps_per_logging=100, steps_per_eval=5_000, steps_per_save=1_000,
         checkpoints_to_keep=3, num_eval_batches=20,
+        # Also keep the steps that are multiples of this (0 = off), for comparisons at equal steps.
+        checkpoints_keep_period=0,
         eval_num_samples=64, eval_sample_steps=250,
         # The periodic evaluation's linear probe on mu(x): first images of each split (0 = off).
         curve_probe_train=2000, curve_probe_test=1000,
@@ -125,7 +127,8 @@ def mnist_cpu(encoder: bool, arg: str = None) -> ml_collections.ConfigDict:
                                     layers_per_block=1, norm_num_groups=8, out_channels=16,
                                     w_dim=32)
     config.training.update(num_steps_train=5_000, steps_per_logging=50, steps_per_eval=500,
-                           steps_per_save=250, eval_num_samples=36, eval_sample_steps=100)
+                           steps_per_save=250, checkpoints_keep_period=500,
+                           eval_num_samples=36, eval_sample_steps=100)
     config.optimizer.update(learning_rate=5e-4, lr_warmup_steps=200, lr_decay=True)
     config.eval.update(num_fid_samples=5_000, sample_steps=250)
     return config

@@ -109,3 +109,19 @@ def test_truncated_array_fallback_prints_one_line(tmp_path):
     assert result.stdout.splitlines()[-1] == "restored 1"
     assert "Event loop is closed" not in result.stderr, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_keep_period_keeps_its_multiples_beside_the_newest(tmp_path):
+    workdir = str(tmp_path)
+    ckpt = Checkpointer(workdir, max_to_keep=2, keep_period=4)
+    for step in range(1, 10):
+        ckpt.save(step, _state(step))
+    ckpt.close()
+    ckpt = Checkpointer(workdir)
+    assert ckpt.all_steps() == [4, 8, 9]
+    state = ckpt.restore_raw(4)
+    assert ckpt.restored_step == 4
+    np.testing.assert_array_equal(state["params"]["b"], _state(4)["params"]["b"])
+    with pytest.raises(ValueError, match=r"step=5 has no checkpoint .* saved steps are \[4, 8, 9\]"):
+        ckpt.restore_raw(5)
+    ckpt.close()

@@ -152,6 +152,18 @@ def test_compare_command_pairs_an_encoder_run_with_an_unconditional_one(trained,
         assert f"bpd - bpd({c['baseline']})" in f.read()
 
 
+
+def test_compare_at_an_earlier_step_loads_that_checkpoint(trained, trained_uncond):
+    from vdm_vae import compare
+
+    oe, uncond = trained[0], trained_uncond[0]
+    newest = compare.compare([oe], uncond, num_images=8, draws=1)
+    first = compare.compare([oe], uncond, num_images=8, draws=1, step=1)
+    assert set(newest["steps"].values()) == {2} and set(first["steps"].values()) == {1}
+    assert first["runs"]["mvdm_oe"]["bpd"]["mean"] != newest["runs"]["mvdm_oe"]["bpd"]["mean"]
+    with pytest.raises(ValueError, match=r"step=7 has no checkpoint .* saved steps are \[1, 2\]"):
+        compare.compare([oe], uncond, num_images=8, draws=1, step=7)
+
 def _fid_available() -> bool:
     try:
         from vdm_vae.metrics import fid

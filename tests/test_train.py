@@ -172,6 +172,10 @@ BAD_CONFIGS = [
     (["--config=configs/mvdm_oe.py:smoke", "--config.data.name=nosuchset"],
      "config.data.name='nosuchset' has no effect"),
     (["--config=configs/mvdm_oe.py:bogus"], "'bogus' is unknown"),
+    (["--config=configs/mvdm_oe.py:smoke", "--config.training.steps_per_save=2",
+      "--config.training.checkpoints_keep_period=3"],
+     "config.training.checkpoints_keep_period=3 is invalid: expected 0 (off) or a multiple of "
+     "training.steps_per_save=2"),
 ]
 
 

@@ -46,16 +46,25 @@ def load_run_config(workdir: str) -> Tuple[dict, ModelConfig]:
 
 
 class Checkpointer:
-    """Periodic, atomic (Orbax writes to a temporary folder, then renames) and keep-N."""
+    """Periodic, atomic (Orbax writes to a temporary folder, then renames) and keep-N.
 
-    def __init__(self, workdir: str, max_to_keep: int = 3):
+    With keep_period > 0, the steps that are multiples of it are kept as well as the newest
+    max_to_keep, so that runs can be evaluated and compared at those steps later.
+    """
+
+    def __init__(self, workdir: str, max_to_keep: int = 3, keep_period: int = 0):
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                               keep_period=keep_period or None)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self.restored_step: Optional[int] = None
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
+
+    def all_steps(self) -> list:
+        """Every saved step, ascending."""
+        return sorted(self.manager.all_steps())
 
     def save(self, step: int, state) -> bool:
         """Saves a host copy of `state` (unreplicated) at `step`; waits until it is on disk."""
@@ -70,9 +79,16 @@ class Checkpointer:
         return self._restore_newest(
             lambda step: self.manager.restore(step, args=ocp.args.StandardRestore(abstract)))
 
-    def restore_raw(self) -> dict:
-        """The newest readable state as nested dicts of arrays, without a template."""
-        return self._restore_newest(self._restore_raw_step)
+    def restore_raw(self, step: Optional[int] = None) -> dict:
+        """The state at `step` (None: the newest readable) as nested dicts of arrays."""
+        if step is None:
+            return self._restore_newest(self._restore_raw_step)
+        if step not in self.all_steps():
+            raise ValueError(f"step={step} has no checkpoint in {self.directory}: saved steps "
+                             f"are {self.all_steps()}.")
+        state = self._restore_raw_step(step)
+        self.restored_step = step
+        return state
 
     def _restore_raw_step(self, step: int) -> dict:
         return self.manager.restore(step, args=ocp.args.StandardRestore())
@@ -161,18 +177,18 @@ def _sync(name: str):
         multihost_utils.sync_global_devices(name)
 
 
-def load(workdir: str) -> Tuple[dict, ModelConfig]:
-    """(EMA params, ModelConfig) of the newest readable checkpoint in `workdir`."""
-    params, model_config, _ = load_with_step(workdir)
+def load(workdir: str, step: Optional[int] = None) -> Tuple[dict, ModelConfig]:
+    """(EMA params, ModelConfig) of the checkpoint at `step` (None: newest readable)."""
+    params, model_config, _ = load_with_step(workdir, step)
     return params, model_config
 
 
-def load_with_step(workdir: str) -> Tuple[dict, ModelConfig, int]:
-    """(EMA params, ModelConfig, step) of the newest readable checkpoint in `workdir`."""
+def load_with_step(workdir: str, step: Optional[int] = None) -> Tuple[dict, ModelConfig, int]:
+    """(EMA params, ModelConfig, step) of the checkpoint at `step` (None: newest readable)."""
     _, model_config = load_run_config(workdir)
     ckpt = Checkpointer(workdir)
     try:
-        raw = ckpt.restore_raw()
+        raw = ckpt.restore_raw(step)
     finally:
         ckpt.close()
     params = jax.tree_util.tree_map(np.asarray, raw["ema_params"])

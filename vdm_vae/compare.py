@@ -1,7 +1,7 @@
 """Compares the bounds of several runs on the same test images with the same draws.
 
   python -m vdm_vae.compare --workdirs=runs/cpu/mvdm,runs/cpu/mvdm_oe --baseline=runs/cpu/mvdm \
-      --out=runs/cpu/compare_mvdm.json [--num_images=1000 --draws=4]
+      --out=runs/cpu/compare_mvdm.json [--num_images=1000 --draws=4] [--step=2500]
 
 For each run: the bound and its terms with standard errors. For each run against the
 baseline: the mean paired difference of every term over the test images, its standard error,
@@ -31,6 +31,8 @@ _SEED = flags.DEFINE_integer("seed", paired.EVAL_SEED, "Evaluation seed.")
 _BATCH = flags.DEFINE_integer("batch", None, "Batch size (default: the baseline config's "
                               "training.batch_size_eval).")
 _ANTITHETIC = flags.DEFINE_bool("antithetic", True, "Stratify t over an image's draws.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate every run at (default: "
+                             "each run's newest); see training.checkpoints_keep_period.")
 flags.mark_flags_as_required(["workdirs", "baseline"])
 
 
@@ -94,7 +96,7 @@ def markdown(result: dict) -> str:
 
 def compare(workdirs: List[str], baseline: str, num_images: Optional[int] = None,
             draws: int = 4, seed: int = paired.EVAL_SEED, batch_size: Optional[int] = None,
-            antithetic: bool = True) -> dict:
+            antithetic: bool = True, step: Optional[int] = None) -> dict:
     """Evaluates every run on the same images with the same draws; see the module docstring.
 
     Args:
@@ -104,6 +106,7 @@ def compare(workdirs: List[str], baseline: str, num_images: Optional[int] = None
         eval.num_test_images; -1: all).
       draws, seed, antithetic: as `paired.per_image_bound`.
       batch_size: None for the baseline config's training.batch_size_eval.
+      step: the checkpoint step of every run (None: each run's newest readable one).
     """
     workdirs = list(dict.fromkeys(list(workdirs) + [baseline]))
     names = run_names(workdirs)
@@ -122,8 +125,8 @@ def compare(workdirs: List[str], baseline: str, num_images: Optional[int] = None
               "antithetic": antithetic, "workdirs": names, "steps": {}, "bpd_is_bound": {}}
     per_image = {}
     for name, workdir in names.items():
-        params, model = load(workdir)
-        result["steps"][name] = _step(workdir)
+        params, model = load(workdir, step)
+        result["steps"][name] = _step(workdir) if step is None else step
         result["bpd_is_bound"][name] = model.encoder.kind != "conv_time"
         per_image[name] = paired.per_image_bound(
             {"params": params}, images, model, draws=draws, batch_size=batch, seed=seed,
@@ -135,7 +138,7 @@ def compare(workdirs: List[str], baseline: str, num_images: Optional[int] = None
 def main(argv):
     del argv
     result = compare(_WORKDIRS.value, _BASELINE.value, _NUM_IMAGES.value, _DRAWS.value,
-                     _SEED.value, _BATCH.value, _ANTITHETIC.value)
+                     _SEED.value, _BATCH.value, _ANTITHETIC.value, _STEP.value)
     table = markdown(result)
     if _OUT.value:
         os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)

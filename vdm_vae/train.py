@@ -51,6 +51,9 @@ def validate_training_config(config: ml_collections.ConfigDict):
                  "steps_per_logging", "steps_per_eval", "steps_per_save", "checkpoints_to_keep"):
         _require(getattr(t, name) > 0, f"training.{name}", getattr(t, name), "a positive int")
     _require(t.substeps >= 0, "training.substeps", t.substeps, "an int >= 0 (0: per platform)")
+    _require(t.checkpoints_keep_period >= 0 and t.checkpoints_keep_period % t.steps_per_save == 0,
+             "training.checkpoints_keep_period", t.checkpoints_keep_period,
+             f"0 (off) or a multiple of training.steps_per_save={t.steps_per_save}")
     _require(0.0 <= t.beta_warmup_fraction <= 1.0, "training.beta_warmup_fraction",
              t.beta_warmup_fraction, "a float in [0, 1]")
     _require(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a float > 0")
@@ -205,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
     # --- State: restore the latest checkpoint or start fresh.
     state = create_train_state(model_config, tx, init_rng)
-    ckpt = Checkpointer(workdir, t.checkpoints_to_keep)
+    ckpt = Checkpointer(workdir, t.checkpoints_to_keep, t.checkpoints_keep_period)
     if ckpt.latest_step() is not None:
         state = ckpt.restore(state)
         say(f"Resumed from step {int(state.step)} in {ckpt.directory}")
