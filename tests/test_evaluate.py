@@ -164,6 +164,22 @@ def test_compare_at_an_earlier_step_loads_that_checkpoint(trained, trained_uncon
     with pytest.raises(ValueError, match=r"step=7 has no checkpoint .* saved steps are \[1, 2\]"):
         compare.compare([oe], uncond, num_images=8, draws=1, step=7)
 
+
+def test_probe_checkpoint_probes_a_chosen_step_beside_pixels_and_pca(trained, trained_uncond):
+    from conftest import load_experiment
+
+    probe_checkpoint = load_experiment("probe_checkpoint")
+    result = probe_checkpoint.probe(trained[0], step=1)
+    assert result["step"] == 1 and result["probe_pca_components"] == 8
+    for kind in ("linear", "knn"):
+        for name in ("trained", "pixels", "pca"):
+            low, high = result[f"probe_{kind}_acc_{name}_ci"]
+            assert 0 <= low <= result[f"probe_{kind}_acc_{name}"] <= high <= 1
+        assert "mean" in result[f"probe_{kind}_diff_trained_pca"]
+    assert "PCA 8" in probe_checkpoint.table(result)
+    with pytest.raises(SystemExit, match="has no encoder"):
+        probe_checkpoint.probe(trained_uncond[0])
+
 def _fid_available() -> bool:
     try:
         from vdm_vae.metrics import fid
