@@ -12,13 +12,13 @@ Run it on a quiet machine.
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from vdm_vae import cpu_env  # noqa: E402
+from vdm_vae.bench import timed  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,32 +43,47 @@ def parse_args(argv=None) -> argparse.Namespace:
 def median_ms(fn, repeats: int) -> float:
     """Median wall time of fn() in ms, after one warm-up call."""
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return 1e3 * float(np.median(timed(fn, repeats)))
 
 
-def jax_rows(args) -> list:
+def _jax_times(q, k, v, impl: str, repeats: int) -> tuple:
+    """(forward ms, forward + backward ms) of vdm_vae's attention `impl` on q, k, v."""
     import jax
     import jax.numpy as jnp
 
     from vdm_vae.attention import attention
+
+    forward = jax.jit(lambda q, k, v: attention(q, k, v, impl))
+    both = jax.jit(jax.grad(lambda q, k, v: jnp.sum(attention(q, k, v, impl) ** 2),
+                            argnums=(0, 1, 2)))
+    return (median_ms(lambda: jax.block_until_ready(forward(q, k, v)), repeats),
+            median_ms(lambda: jax.block_until_ready(both(q, k, v)), repeats))
+
+
+def jax_rows(args) -> list:
+    import jax
 
     rows = []
     for c in args.channels:
         q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (args.batch, args.positions, c))
                    for i in range(3))
         for impl in ("batched", "per_example"):
-            forward = jax.jit(lambda q, k, v, impl=impl: attention(q, k, v, impl))
-            both = jax.jit(jax.grad(lambda q, k, v, impl=impl: jnp.sum(
-                attention(q, k, v, impl) ** 2), argnums=(0, 1, 2)))
-            rows.append((f"vdm_vae {impl}", c,
-                         median_ms(lambda: jax.block_until_ready(forward(q, k, v)), args.repeats),
-                         median_ms(lambda: jax.block_until_ready(both(q, k, v)), args.repeats)))
+            rows.append((f"vdm_vae {impl}", c) + _jax_times(q, k, v, impl, args.repeats))
     return rows
+
+
+def _torch_times(torch, q, k, v, repeats: int) -> tuple:
+    """(forward ms, forward + backward ms) of PyTorch's SDPA on q, k, v."""
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def forward():
+        with torch.no_grad():
+            sdpa(q, k, v)
+
+    def both():
+        (sdpa(q, k, v) ** 2).sum().backward()
+
+    return median_ms(forward, repeats), median_ms(both, repeats)
 
 
 def torch_rows(args) -> list:
@@ -78,34 +93,30 @@ def torch_rows(args) -> list:
         print("torch is not installed: PyTorch's rows are left out.")
         return []
     torch.set_num_threads(cpu_env.available_cores())
-    sdpa = torch.nn.functional.scaled_dot_product_attention
     rows = []
     for c in args.channels:
         q, k, v = (torch.randn(args.batch, 1, args.positions, c, requires_grad=True)
                    for _ in range(3))
-
-        def forward():
-            with torch.no_grad():
-                sdpa(q, k, v)
-
-        def both():
-            (sdpa(q, k, v) ** 2).sum().backward()
-
-        rows.append(("torch sdpa", c, median_ms(forward, args.repeats),
-                     median_ms(both, args.repeats)))
+        rows.append(("torch sdpa", c) + _torch_times(torch, q, k, v, args.repeats))
     return rows
+
+
+def report(args) -> str:
+    """The timings of every impl and channel count, as a text table."""
+    from vdm_vae.bench import cpu_name
+
+    lines = [f"attention on [{args.batch}, {args.positions}, C] float32, {cpu_name()}, "
+             f"{cpu_env.available_cores()} cores; median of {args.repeats} calls",
+             f"{'impl':<22} {'C':>4} {'forward ms':>11} {'fwd+bwd ms':>11}"]
+    for name, c, fwd, both in jax_rows(args) + torch_rows(args):
+        lines.append(f"{name:<22} {c:>4} {fwd:>11.1f} {both:>11.1f}")
+    return "\n".join(lines)
 
 
 def main(argv=None):
     args = parse_args(argv)
     cpu_env.reexec_with_cpu_settings()
-    from vdm_vae.bench import cpu_name
-
-    print(f"attention on [{args.batch}, {args.positions}, C] float32, {cpu_name()}, "
-          f"{cpu_env.available_cores()} cores; median of {args.repeats} calls")
-    print(f"{'impl':<22} {'C':>4} {'forward ms':>11} {'fwd+bwd ms':>11}")
-    for name, c, fwd, both in jax_rows(args) + torch_rows(args):
-        print(f"{name:<22} {c:>4} {fwd:>11.1f} {both:>11.1f}")
+    print(report(args))
 
 
 if __name__ == "__main__":

@@ -10,19 +10,16 @@ Prints one JSON line. Each direction computes 2 * 64 * 784 * 9 * 64 * 64 FLOPs.
 
 import json
 import sys
-import time
+
+from vdm_vae.bench import timed
 
 GFLOP = 2 * 64 * 784 * 9 * 64 * 64 / 1e9
 
 
 def best_seconds(fn, repeats: int = 8) -> float:
+    """Fastest of `repeats` calls of fn, after one warm-up call."""
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(timed(fn, repeats))
 
 
 def jax_rates() -> dict:

@@ -136,7 +136,7 @@ def exclusive():
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _timed(fn, repeats: int) -> List[float]:
+def timed(fn, repeats: int) -> List[float]:
     """Seconds of `repeats` calls of fn (which blocks until its result is ready)."""
     times = []
     for _ in range(repeats):
@@ -199,7 +199,7 @@ def bench_train(model_config, config, args) -> dict:
 
     with exclusive():
         one_call()  # warm-up
-        per_step = [t / args.substeps for t in _timed(one_call, args.repeats)]
+        per_step = [t / args.substeps for t in timed(one_call, args.repeats)]
     out.update(_stats("train_step", per_step))
     out["images_per_s"] = args.batch / out["train_step_median_s"]
     # XLA counts a loop body once (a substeps scan, per-example attention's lax.map): FLOPs
@@ -245,9 +245,9 @@ def bench_sampling(model_config, args) -> dict:
             jax.block_until_ready(reverse(variables, z, w, rng))
 
         run()
-        out.update(_stats("reverse_step", [t / steps for t in _timed(run, args.sample_repeats)]))
+        out.update(_stats("reverse_step", [t / steps for t in timed(run, args.sample_repeats)]))
         jax.block_until_ready(decode(variables, z))
-        decode_s = min(_timed(lambda: jax.block_until_ready(decode(variables, z)), 3))
+        decode_s = min(timed(lambda: jax.block_until_ready(decode(variables, z)), 3))
     out["sample_T1000_s"] = out["reverse_step_median_s"] * T_SAMPLING + decode_s
     out["sample_T1000_extrapolated"] = steps < T_SAMPLING
     batched = dataclasses.replace(model_config, attention_impl="batched")
@@ -304,7 +304,7 @@ def calibrate(repeats: int = 10) -> dict:
         run = functools.partial(lambda f, xs: jax.block_until_ready(f(*xs)), fn, inputs)
         with exclusive():
             run()
-            out[name] = flops / 1e9 / min(_timed(run, repeats))
+            out[name] = flops / 1e9 / min(timed(run, repeats))
     return out
 
 

@@ -1,4 +1,4 @@
-"""experiments/profile_step.py: HLO kinds and per-operation times from jax's profiler."""
+"""experiments/profile_step.py (HLO kinds, per-operation times) and attention_speed.py."""
 
 import jax
 import jax.numpy as jnp
@@ -54,3 +54,15 @@ def test_report_lists_kinds_and_top_operations(profile_step):
                        "s_per_step": 0.25}]}
     text = profile_step.report(result)
     assert "1.000 s per step" in text and "fusion.1" in text and "20.0%" in text
+
+
+def test_attention_speed_reports_a_row_per_impl_and_channel_count():
+    attention_speed = load_experiment("attention_speed")
+    out = attention_speed.report(attention_speed.parse_args(
+        ["--batch=2", "--positions=16", "--channels=4,8", "--repeats=1"]))
+    for impl in ("vdm_vae batched", "vdm_vae per_example"):
+        rows = [line.split() for line in out.splitlines() if line.startswith(impl)]
+        assert [row[2] for row in rows] == ["4", "8"]
+        assert all(float(row[3]) > 0 and float(row[4]) > 0 for row in rows)
+    with pytest.raises(SystemExit):
+        attention_speed.parse_args(["--channels=4,x"])
