@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import Optional
 
 import matplotlib
 import numpy as np
@@ -63,6 +64,26 @@ INTERVAL_COLUMNS = {"probe_linear_acc": "probe_linear_acc_ci",
                     "probe_linear_acc_pca": "probe_linear_acc_pca_ci"}
 
 
+def unconditional_baseline(name: str, names) -> Optional[str]:
+    """The unconditional run among `names` that run `name` is compared with, or None.
+
+    A grid run <vdm>_<encoder>[...] has <vdm>; any other run <a>_<b>_..., the run named
+    <prefix>_uncond for its longest prefix <a>_<b>... that has one (mnist_cpu_gated ->
+    mnist_cpu_uncond). An unconditional run has none.
+    """
+    vdm, encoder = split_name(name)
+    if encoder != "none":
+        return vdm if vdm in names else None
+    if name.endswith("_uncond"):
+        return None
+    parts = name.split("_")
+    for end in range(len(parts), 0, -1):
+        candidate = "_".join(parts[:end]) + "_uncond"
+        if candidate in names:
+            return candidate
+    return None
+
+
 def paired_to_uncond(root: str, runs: dict):
     """Adds UNCOND_DIFF to each run whose VDM size has an unconditional run in `root`.
 
@@ -76,10 +97,10 @@ def paired_to_uncond(root: str, runs: dict):
             with np.load(path) as f:
                 per_image[name] = (int(f["seed"]), int(f["draws"]), f["bpd"])
     for name, m in runs.items():
-        vdm, encoder = split_name(name)
-        if encoder == "none" or name not in per_image or vdm not in per_image:
+        base = unconditional_baseline(name, per_image)
+        if base is None or name not in per_image:
             continue
-        (seed, draws, bpd), (seed_u, draws_u, bpd_u) = per_image[name], per_image[vdm]
+        (seed, draws, bpd), (seed_u, draws_u, bpd_u) = per_image[name], per_image[base]
         if (seed, draws, bpd.shape) == (seed_u, draws_u, bpd_u.shape):
             m[UNCOND_DIFF] = intervals.paired_difference(bpd, bpd_u)
 

@@ -158,6 +158,23 @@ def test_paired_difference_to_the_unconditional_run_and_probe_intervals(collect,
     assert "0.750 [0.720, 0.780]" in text and "12.5000 (n=1000)" in text
 
 
+
+def test_protocol_runs_are_paired_with_their_uncond_run(collect, tmp_path):
+    root = tmp_path / "a"
+    noise = np.random.default_rng(2).normal(0.0, 1.0, 50)
+    for name, gap in (("mnist_cpu_uncond", 0.0), ("mnist_cpu", 0.02), ("mnist_cpu_gated", 0.01),
+                      ("other_run", 0.0)):
+        _write_run(root, name, float(np.mean(1.0 + noise + gap)))
+        _write_per_image(root, name, 1.0 + noise + gap)
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        runs = json.load(f)
+    for name, gap in (("mnist_cpu", 0.02), ("mnist_cpu_gated", 0.01)):
+        np.testing.assert_allclose(runs[name]["bpd_minus_uncond"]["mean"], gap, atol=1e-12)
+    assert "bpd_minus_uncond" not in runs["mnist_cpu_uncond"]
+    assert "bpd_minus_uncond" not in runs["other_run"]
+    assert collect.unconditional_baseline("mvdm_oe", {"mvdm", "mnist_cpu_uncond"}) == "mvdm"
+
 def test_runs_evaluated_with_other_draws_are_not_paired(collect, tmp_path):
     root = tmp_path / "a"
     for name, draws in (("mvdm", 1), ("mvdm_oe", 4)):
