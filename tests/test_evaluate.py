@@ -153,16 +153,30 @@ def test_compare_command_pairs_an_encoder_run_with_an_unconditional_one(trained,
 
 
 
-def test_compare_at_an_earlier_step_loads_that_checkpoint(trained, trained_uncond):
-    from vdm_vae import compare
+def _compare(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "vdm_vae.compare", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
 
+
+def test_compare_at_an_earlier_step_loads_that_checkpoint(trained, trained_uncond, tmp_path):
     oe, uncond = trained[0], trained_uncond[0]
-    newest = compare.compare([oe], uncond, num_images=8, draws=1)
-    first = compare.compare([oe], uncond, num_images=8, draws=1, step=1)
-    assert set(newest["steps"].values()) == {2} and set(first["steps"].values()) == {1}
-    assert first["runs"]["mvdm_oe"]["bpd"]["mean"] != newest["runs"]["mvdm_oe"]["bpd"]["mean"]
-    with pytest.raises(ValueError, match=r"step=7 has no checkpoint .* saved steps are \[1, 2\]"):
-        compare.compare([oe], uncond, num_images=8, draws=1, step=7)
+    results = {}
+    for step in ("", "1"):
+        out = str(tmp_path / f"compare{step}.json")
+        result = _compare(f"--workdirs={oe}", f"--baseline={uncond}", f"--out={out}",
+                          "--num_images=8", "--draws=1", *([f"--step={step}"] if step else []))
+        assert result.returncode == 0, result.stderr
+        with open(out) as f:
+            results[step] = json.load(f)
+    assert set(results[""]["steps"].values()) == {2}
+    assert set(results["1"]["steps"].values()) == {1}
+    assert results["1"]["runs"]["mvdm_oe"]["bpd"]["mean"] != \
+        results[""]["runs"]["mvdm_oe"]["bpd"]["mean"]
+    result = _compare(f"--workdirs={oe}", f"--baseline={uncond}", "--num_images=8", "--step=7")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: step=7 has no checkpoint") and "[1, 2]" in lines[-1]
 
 
 def test_probe_checkpoint_probes_a_chosen_step_beside_pixels_and_pca(trained, trained_uncond):

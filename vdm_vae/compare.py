@@ -16,8 +16,8 @@ from typing import Dict, List, Optional
 import numpy as np
 from absl import app, flags
 
+from vdm_vae import cli, paired
 from vdm_vae import data as data_lib
-from vdm_vae import paired
 from vdm_vae.checkpoints import Checkpointer, load, load_run_config
 from vdm_vae.metrics import intervals
 
@@ -137,8 +137,9 @@ def compare(workdirs: List[str], baseline: str, num_images: Optional[int] = None
 
 def main(argv):
     del argv
-    result = compare(_WORKDIRS.value, _BASELINE.value, _NUM_IMAGES.value, _DRAWS.value,
-                     _SEED.value, _BATCH.value, _ANTITHETIC.value, _STEP.value)
+    result = cli.run_or_exit(lambda: compare(
+        _WORKDIRS.value, _BASELINE.value, _NUM_IMAGES.value, _DRAWS.value, _SEED.value,
+        _BATCH.value, _ANTITHETIC.value, _STEP.value))
     table = markdown(result)
     if _OUT.value:
         os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
