@@ -35,8 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def probe(workdir: str, step=None, batch: int = 500) -> dict:
     from vdm_vae import data as data_lib
     from vdm_vae.checkpoints import load_run_config, load_with_step
-    from vdm_vae.evaluate import posterior, probe_metrics
-    from vdm_vae.metrics.probes import pca_features
+    from vdm_vae.evaluate import pixel_features, posterior, probe_metrics
 
     params, model_config, step = load_with_step(workdir, step)
     if not model_config.conditional:
@@ -48,14 +47,12 @@ def probe(workdir: str, step=None, batch: int = 500) -> dict:
     params = {"params": params}
     train_mean, _ = posterior(params, dataset.train_images, model_config, batch, "encode train")
     test_mean, _ = posterior(params, dataset.test_images, model_config, batch, "encode test")
-    pixels = lambda x: x.reshape(len(x), -1).astype("float32") / 255.0  # noqa: E731
-    train_pixels, test_pixels = pixels(dataset.train_images), pixels(dataset.test_images)
-    features = {"trained": (train_mean, test_mean), "pixels": (train_pixels, test_pixels),
-                "pca": pca_features(train_pixels, test_pixels, model_config.w_dim)}
+    features = {"trained": (train_mean, test_mean),
+                **pixel_features(dataset.train_images, dataset.test_images, model_config.w_dim)}
     result = probe_metrics(features, dataset.train_labels, dataset.test_labels)
     result.update(workdir=os.path.abspath(workdir), step=int(step),
                   num_train=len(train_mean), num_test=len(test_mean),
-                  probe_pca_components=model_config.w_dim)
+                  probe_pca_components=features["pca"][0].shape[1])
     return result
 
 

@@ -79,7 +79,7 @@ def hlo_kinds(hlo_text: str) -> dict:
             text = line
             called = re.search(r"calls=%?([\w.\-]+)", line)
             if called and called.group(1) in bodies:
-                text += "\n".join(bodies[called.group(1)])
+                text += "\n" + "\n".join(bodies[called.group(1)])
             kinds[name] = (_kind(opcode, text), shape.split("{")[0])
     return kinds
 

@@ -117,6 +117,15 @@ def probe_metrics(features: Dict[str, tuple], train_y, test_y) -> Dict[str, obje
     return result
 
 
+def pixel_features(train_images: np.ndarray, test_images: np.ndarray, w_dim: int) -> dict:
+    """The probes' baselines: {"pixels": (train, test) [N, H*W*C] in [0, 1], "pca": their top
+    min(w_dim, ...) principal components (a linear code of w's size)}."""
+    pixels = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0  # noqa: E731
+    train, test = pixels(train_images), pixels(test_images)
+    return {"pixels": (train, test),
+            "pca": probes.pca_features(train, test, min(w_dim, *train.shape))}
+
+
 def w_usage_profile(params, images: np.ndarray, mean: np.ndarray, logvar: np.ndarray,
                     config: ModelConfig, rng: jax.Array) -> Dict[str, list]:
     """Diffusion loss per time bin with w from q(w|x), from N(0, I), and shuffled across x.
@@ -243,16 +252,10 @@ def representation_metrics(params, dataset, test_images, test_labels, model_conf
         train_mean, _ = posterior(params, train_images, model_config, batch_size, "encode train")
         train_random, _ = posterior(random_params, train_images, model_config, batch_size,
                                     "encode train (random encoder)")
-        pixels = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0  # noqa: E731
-        train_pixels, test_pixels = pixels(train_images), pixels(test_images)
-        num_components = min(model_config.w_dim, *train_pixels.shape)
-        result.update(probe_metrics({"trained": (train_mean, mean),
-                                     "random": (train_random, random_mean),
-                                     "pixels": (train_pixels, test_pixels),
-                                     "pca": probes.pca_features(train_pixels, test_pixels,
-                                                                num_components)},
-                                    train_labels, test_labels))
-        result["probe_pca_components"] = num_components
+        features = {"trained": (train_mean, mean), "random": (train_random, random_mean),
+                    **pixel_features(train_images, test_images, model_config.w_dim)}
+        result.update(probe_metrics(features, train_labels, test_labels))
+        result["probe_pca_components"] = features["pca"][0].shape[1]
         for probe in ("linear", "knn"):
             result[f"probe_{probe}_acc"] = result[f"probe_{probe}_acc_trained"]
             result[f"probe_{probe}_acc_ci"] = result[f"probe_{probe}_acc_trained_ci"]
