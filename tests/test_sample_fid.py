@@ -1,0 +1,111 @@
+"""Resumable, shareable sampling for FID (`python -m vdm_vae.sample_fid`)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from conftest import perturb, tiny_config
+from test_train import ROOT, run_main
+
+from vdm_vae import sample_fid
+from vdm_vae.model import init_params
+
+
+@pytest.fixture(scope="module")
+def model():
+    config = tiny_config("conv")
+    variables = init_params(config, jax.random.PRNGKey(3))
+    return config, {"params": perturb(variables["params"], 4)}
+
+
+def test_a_lock_is_exclusive_while_its_process_lives_and_taken_over_after(tmp_path):
+    lock = str(tmp_path / "chunk.lock")
+    assert sample_fid.claim(lock)
+    assert not sample_fid.claim(lock)  # held by this (live) process
+    os.remove(lock)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    with open(lock, "w") as f:
+        f.write(f"{os.uname().nodename} {dead}")
+    assert sample_fid.claim(lock)
+    with open(lock) as f:
+        assert f.read().split()[1] == str(os.getpid())
+
+
+def test_chunks_resume_to_the_same_samples(tmp_path, model):
+    config, params = model
+    args = dict(num=5, batch=2, steps=2, seed=7)
+    first = str(tmp_path / "first")
+    assert sample_fid.sample_chunks(params, config, first, **args) == 3
+    whole = sample_fid.gather(first, 5, 2)
+    assert whole.shape == (5,) + config.image_shape and whole.dtype == np.uint8
+
+    os.remove(os.path.join(first, "chunk_00001.npz"))  # as if killed while sampling chunk 1
+    assert sample_fid.gather(first, 5, 2) is None
+    assert sample_fid.sample_chunks(params, config, first, **args) == 1
+    np.testing.assert_array_equal(sample_fid.gather(first, 5, 2), whole)
+
+    other = str(tmp_path / "other_seed")
+    sample_fid.sample_chunks(params, config, other, **dict(args, seed=8))
+    assert not np.array_equal(sample_fid.gather(other, 5, 2), whole)
+
+
+def test_a_chunk_held_by_another_process_is_left_to_it(tmp_path, model):
+    config, params = model
+    directory = tmp_path / "held"
+    directory.mkdir()
+    with open(directory / "chunk_00000.npz.lock", "w") as f:
+        f.write(f"{os.uname().nodename} {os.getppid()}")  # a live process
+    assert sample_fid.sample_chunks(params, config, str(directory), 4, 2, 2, 0) == 1
+    assert not (directory / "chunk_00000.npz").exists()
+    assert sample_fid.gather(str(directory), 4, 2) is None
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("fid") / "mvdm_oe")
+    result = run_main(["--config=configs/mvdm_oe.py:smoke", f"--workdir={workdir}"])
+    assert result.returncode == 0, result.stderr
+    return workdir
+
+
+def _command(workdir, steps=2, seed=0):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, "-m", "vdm_vae.sample_fid", f"--workdir={workdir}",
+                             "--num_samples=12", "--batch=2", f"--steps={steps}", f"--seed={seed}"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_two_processes_share_the_chunks_and_one_scores(trained):
+    procs = [_command(trained), _command(trained)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    directory = sample_fid.out_dir(trained, "standard", 2)
+    with open(os.path.join(directory, "fid.json")) as f:
+        result = json.load(f)
+    assert result["num_samples"] == 12 and result["steps"] == 2 and result["prior"] == "standard"
+    assert result["checkpoint_step"] == 2 and np.isfinite(result["fid"]) and result["fid"] > 0
+    with np.load(os.path.join(directory, "samples.npz")) as f:
+        assert f["images"].shape[0] == 12
+    assert not [n for n in os.listdir(directory) if n.endswith((".lock", ".partial.npz"))]
+    assert any(json.loads(out)["fid"] == result["fid"] for out, _ in outs if '"fid"' in out)
+
+    again = _command(trained)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0 and json.loads(out)["fid"] == result["fid"], err
+
+
+def test_another_plan_in_the_same_folder_is_one_line_error(trained):
+    plan = {"num_samples": 12, "batch": 2, "seed": 0, "steps": 4, "prior": "standard",
+            "checkpoint_step": 2}
+    sample_fid.check_plan(sample_fid.out_dir(trained, "standard", 4), plan)
+    proc = _command(trained, steps=4, seed=5)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 2
+    (line,) = err.strip().splitlines()
+    assert "seed=0" in line and "5" in line, line

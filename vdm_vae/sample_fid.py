@@ -1,0 +1,227 @@
+"""Samples a trained run in resumable chunks and scores their FID against the test images.
+
+  python -m vdm_vae.sample_fid --workdir=runs/mnist_cpu_gated --prior=standard \
+      --num_samples=5000 --steps=100
+
+--prior: `standard` draws w from N(0, I) (the only choice for a run without an encoder),
+`learned` from the prior that `python -m vdm_vae.fit_prior` saved. Chunk i of --batch images
+always uses the key fold_in(PRNGKey(--seed), i), so the samples are the same however the work is
+split or interrupted. Each chunk is written atomically to
+workdir/eval/fid_<prior>_T<steps>/chunk_<i>.npz; a restarted command samples only the missing
+ones. The same command may run in several processes at once (e.g. one per core, under
+`taskset`): each claims a chunk with a lock file before sampling it, and the process that finds
+every chunk done writes samples.npz and fid.json (FID of all the samples against the whole test
+set, with the number of samples, T and the checkpoint's step).
+"""
+
+import json
+import os
+import socket
+import time
+from typing import List, Optional
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from vdm_vae import cli, w_prior
+from vdm_vae import data as data_lib
+from vdm_vae.checkpoints import load_run_config, load_with_step
+from vdm_vae.evaluate import fid_cache_dir
+from vdm_vae.metrics import fid
+from vdm_vae.progress import Progress
+from vdm_vae.sampling import sample
+
+PRIORS = ("standard", "learned")
+PLAN_FILE = "plan.json"
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The trained run's workdir.")
+_PRIOR = flags.DEFINE_enum("prior", "standard", PRIORS, "Where w comes from.")
+_NUM = flags.DEFINE_integer("num_samples", 5000, "Samples to draw and score.")
+_STEPS = flags.DEFINE_integer("steps", 250, "T, the reverse steps of the sampler.")
+_BATCH = flags.DEFINE_integer("batch", 250, "Images per chunk (one sampler call).")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def chunk_sizes(num: int, batch: int) -> List[int]:
+    """Sizes of the chunks that make `num` samples in chunks of at most `batch`."""
+    return [min(batch, num - start) for start in range(0, num, batch)]
+
+
+def out_dir(workdir: str, prior: str, steps: int) -> str:
+    return os.path.join(workdir, "eval", f"fid_{prior}_T{steps}")
+
+
+def _chunk_path(directory: str, index: int) -> str:
+    return os.path.join(directory, f"chunk_{index:05d}.npz")
+
+
+def check_plan(directory: str, plan: dict):
+    """Writes plan.json, or checks that the folder's chunks were made with the same plan."""
+    path = os.path.join(directory, PLAN_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        for key, value in plan.items():
+            if old.get(key) != value:
+                raise ValueError(f"{directory} holds chunks made with {key}={old.get(key)!r}, not "
+                                 f"{value!r}: use the same value, or delete the folder.")
+        return
+    os.makedirs(directory, exist_ok=True)
+    partial = path + ".partial"
+    with open(partial, "w") as f:
+        json.dump(plan, f, indent=1)
+    os.replace(partial, path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(path: str) -> bool:
+    """Creates the lock file `path` holding this host and pid; False if another live process
+    of this host holds it. A lock left by a dead process is taken over."""
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    host, pid = f.read().split()
+            except (FileNotFoundError, ValueError):
+                continue  # released or being written: try again
+            if host != socket.gethostname() or _alive(int(pid)):
+                return False
+            os.remove(path)  # its process died
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        return True
+    return False
+
+
+def sample_chunks(params, model_config, directory: str, num: int, batch: int, steps: int,
+                  seed: int, prior=None) -> int:
+    """Samples the missing chunks that no other process holds; returns how many it made.
+
+    Chunk i holds uint8 images [size_i, H, W, C] drawn with fold_in(PRNGKey(seed), i), written
+    to a temporary file and renamed, so a chunk on disk is always whole. Several processes may
+    run this on the same folder (one per core): each claims a chunk with a lock file first.
+    """
+    os.makedirs(directory, exist_ok=True)
+    sizes = chunk_sizes(num, batch)
+    missing = [i for i in range(len(sizes)) if not os.path.exists(_chunk_path(directory, i))]
+    progress = Progress(sum(sizes[i] for i in missing), f"sampling (T={steps})", "img",
+                        interval=0.0)
+    key = jax.random.PRNGKey(seed)
+    made = 0
+    for i in missing:
+        path = _chunk_path(directory, i)
+        if not claim(path + ".lock"):
+            continue
+        try:
+            if not os.path.exists(path):  # another process may have finished it meanwhile
+                images = np.asarray(sample(params, None, config=model_config,
+                                           rng=jax.random.fold_in(key, i), num_steps=steps,
+                                           num_samples=sizes[i], w_prior=prior))
+                with open(path + ".partial.npz", "wb") as f:
+                    np.savez(f, images=images)
+                os.replace(path + ".partial.npz", path)
+                made += 1
+        finally:
+            os.remove(path + ".lock")
+        progress.update(sizes[i])
+    return made
+
+
+def gather(directory: str, num: int, batch: int) -> Optional[np.ndarray]:
+    """All chunks in order, uint8 [num, H, W, C]; None while any is missing."""
+    paths = [_chunk_path(directory, i) for i in range(len(chunk_sizes(num, batch)))]
+    if not all(os.path.exists(p) for p in paths):
+        return None
+    out = []
+    for p in paths:
+        with np.load(p) as f:
+            out.append(f["images"])
+    return np.concatenate(out)
+
+
+def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
+        seed: int) -> Optional[dict]:
+    """Samples the run's missing chunks; once all exist, scores them and writes fid.json.
+
+    Returns the result, or None when other processes still hold chunks (they will score).
+    """
+    for name, value in (("num_samples", num), ("steps", steps), ("batch", batch)):
+        if value < 1:
+            raise ValueError(f"--{name}={value} is invalid: expected a positive int.")
+    params, model_config, step = load_with_step(workdir)
+    prior = None
+    if prior_name == "learned":
+        if not model_config.conditional:
+            raise ValueError(f"--prior=learned is invalid for {workdir}: the run has no encoder, "
+                             "so no w; use --prior=standard.")
+        prior = w_prior.load_prior(workdir)
+    directory = out_dir(workdir, prior_name, steps)
+    plan = {"num_samples": num, "batch": batch, "seed": seed, "steps": steps,
+            "prior": prior_name, "checkpoint_step": step}
+    check_plan(directory, plan)
+    done = os.path.join(directory, "fid.json")
+    if os.path.exists(done):
+        with open(done) as f:
+            result = json.load(f)
+        print(json.dumps(result, indent=1), flush=True)
+        return result
+    start = time.time()
+    sample_chunks({"params": params}, model_config, directory, num, batch, steps, seed, prior)
+    samples = gather(directory, num, batch)
+    score_lock = os.path.join(directory, "score.lock")
+    if samples is None or not claim(score_lock):
+        print(f"other processes hold the last chunks (or the scoring) of {directory}; the last "
+              "to finish writes fid.json.", flush=True)
+        return None
+    try:
+        if os.path.exists(done):  # scored by another process since this one started
+            with open(done) as f:
+                result = json.load(f)
+            print(json.dumps(result, indent=1), flush=True)
+            return result
+        np.savez_compressed(os.path.join(directory, "samples.npz"), images=samples)
+        config, _ = load_run_config(workdir)
+        reference = data_lib.load_dataset(config["data"]).test_images
+        try:
+            score = fid.fid_from_arrays(samples, reference, fid_cache_dir())
+        except ImportError as error:
+            raise ValueError(f"FID needs the `fid` extra ({error}): pip install -e \".[fid]\"; "
+                             f"the samples are in {directory}/samples.npz.") from error
+        result = dict(plan, fid=float(score),
+                      num_reference=int(len(reference)), reference="test images",
+                      seconds_this_call=round(time.time() - start, 1))
+        with open(done + ".partial", "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(done + ".partial", done)
+    finally:
+        os.remove(score_lock)
+    print(json.dumps(result, indent=1), flush=True)
+    return result
+
+
+def main(argv):
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments {argv[1:]}: every option is a --flag.")
+    cli.quiet_logs()
+    cli.check_workdir(_WORKDIR.value, must_exist=True)
+    cli.run_or_exit(lambda: run(_WORKDIR.value, _PRIOR.value, _NUM.value, _STEPS.value,
+                                _BATCH.value, _SEED.value))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags)
