@@ -68,7 +68,7 @@ def unconditional_baseline(name: str, names) -> Optional[str]:
     """The unconditional run among `names` that run `name` is compared with, or None.
 
     A grid run <vdm>_<encoder>[...] has <vdm>; any other run <a>_<b>_..., the run named
-    <prefix>_uncond for its longest prefix <a>_<b>... that has one (mnist_cpu_gated ->
+    <prefix>_uncond for its longest prefix <a>_<b>... that has one (mnist_cpu_ungated ->
     mnist_cpu_uncond). An unconditional run has none.
     """
     vdm, encoder = split_name(name)

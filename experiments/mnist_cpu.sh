@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The MNIST CPU protocol: configs/mnist_cpu_uncond.py (the unconditional reference),
-# configs/mnist_cpu_gated.py (encoder + capacity, w seen by the U-Net at SNR <= 1 only),
-# configs/mnist_cpu.py (encoder + capacity remedy), configs/mnist_cpu_b1.py (plain ELBO) and
-# configs/mnist_cpu_b1e4.py (the study's KL weight), each 5,000 steps at batch 64, then
+# configs/mnist_cpu.py (the main encoder run: capacity target, w seen by the U-Net at SNR <= 1
+# only), configs/mnist_cpu_ungated.py (the capacity target alone), configs/mnist_cpu_b1.py
+# (plain ELBO) and configs/mnist_cpu_b1e4.py (the study's KL weight), each 5,000 steps at
+# batch 64, then
 # `main.py --mode=eval` on the full test set (probes fitted on all 60,000 training images).
 #
 #   experiments/mnist_cpu.sh start     # starts or resumes every run in the background
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${ROOT:-${VDM_VAE_RUNS:-$HOME/.cache/vdm_vae/runs}/mnist_cpu}
-CONFIGS=${CONFIGS:-mnist_cpu_uncond,mnist_cpu_gated,mnist_cpu,mnist_cpu_b1,mnist_cpu_b1e4}
+CONFIGS=${CONFIGS:-mnist_cpu_uncond,mnist_cpu,mnist_cpu_ungated,mnist_cpu_b1,mnist_cpu_b1e4}
 JOBS=${JOBS:-2}
 EVAL_ARGS=${EVAL_ARGS:-}
 PID="$ROOT/runner.pid"

@@ -162,14 +162,14 @@ def test_paired_difference_to_the_unconditional_run_and_probe_intervals(collect,
 def test_protocol_runs_are_paired_with_their_uncond_run(collect, tmp_path):
     root = tmp_path / "a"
     noise = np.random.default_rng(2).normal(0.0, 1.0, 50)
-    for name, gap in (("mnist_cpu_uncond", 0.0), ("mnist_cpu", 0.02), ("mnist_cpu_gated", 0.01),
+    for name, gap in (("mnist_cpu_uncond", 0.0), ("mnist_cpu_ungated", 0.02), ("mnist_cpu", 0.01),
                       ("other_run", 0.0)):
         _write_run(root, name, float(np.mean(1.0 + noise + gap)))
         _write_per_image(root, name, 1.0 + noise + gap)
     collect.main(["--root", str(root), "--name", "t", "--command", "c"])
     with open(tmp_path / "results" / "t.json") as f:
         runs = json.load(f)
-    for name, gap in (("mnist_cpu", 0.02), ("mnist_cpu_gated", 0.01)):
+    for name, gap in (("mnist_cpu_ungated", 0.02), ("mnist_cpu", 0.01)):
         np.testing.assert_allclose(runs[name]["bpd_minus_uncond"]["mean"], gap, atol=1e-12)
     assert "bpd_minus_uncond" not in runs["mnist_cpu_uncond"]
     assert "bpd_minus_uncond" not in runs["other_run"]
@@ -235,7 +235,7 @@ def test_bar_plots_show_runs_named_outside_the_study_grid(collect, tmp_path, mon
     monkeypatch.setattr(collect.plt.Axes, "bar", lambda self, xs, ys, **kw: (
         drawn.append((list(xs), list(ys))), bar(self, xs, ys, **kw))[1])
     monkeypatch.setattr(collect.plt.Axes, "text", lambda self, *a, **kw: texts.append(a[2]))
-    protocol = {"mnist_cpu_uncond": {"bpd": 1.25}, "mnist_cpu_gated": {"bpd": 1.27}}
+    protocol = {"mnist_cpu_uncond": {"bpd": 1.25}, "mnist_cpu": {"bpd": 1.27}}
     collect.plot_metric_groups(protocol, ("bpd", "fid"), str(tmp_path / "a.png"))
     assert drawn == [([0, 1], [1.27, 1.25])]  # one bar per run, sorted by name
     assert texts == ["no fid in these runs"]  # and no such text on the panel with bars

@@ -1,6 +1,6 @@
 """Samples a trained run in resumable chunks and scores their FID against the test images.
 
-  python -m vdm_vae.sample_fid --workdir=runs/mnist_cpu_gated --prior=standard \
+  python -m vdm_vae.sample_fid --workdir=runs/mnist_cpu --prior=standard \
       --num_samples=5000 --steps=100
 
 --prior: `standard` draws w from N(0, I) (the only choice for a run without an encoder),
