@@ -93,6 +93,7 @@ def test_two_processes_share_the_chunks_and_one_scores(trained):
     with np.load(os.path.join(directory, "samples.npz")) as f:
         assert f["images"].shape[0] == 12
     assert not [n for n in os.listdir(directory) if n.endswith((".lock", ".partial.npz"))]
+    assert os.path.exists(os.path.join(directory, "samples.png"))
     assert any(json.loads(out)["fid"] == result["fid"] for out, _ in outs if '"fid"' in out)
 
     again = _command(trained)

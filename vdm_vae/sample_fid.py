@@ -10,8 +10,8 @@ split or interrupted. Each chunk is written atomically to
 workdir/eval/fid_<prior>_T<steps>/chunk_<i>.npz; a restarted command samples only the missing
 ones. The same command may run in several processes at once (e.g. one per core, under
 `taskset`): each claims a chunk with a lock file before sampling it, and the process that finds
-every chunk done writes samples.npz and fid.json (FID of all the samples against the whole test
-set, with the number of samples, T and the checkpoint's step).
+every chunk done writes samples.npz, fid.json (FID of all the samples against the whole test
+set, with the number of samples, T and the checkpoint's step) and samples.png (the first 100).
 """
 
 import json
@@ -28,6 +28,7 @@ from vdm_vae import cli, w_prior
 from vdm_vae import data as data_lib
 from vdm_vae.checkpoints import load_run_config, load_with_step
 from vdm_vae.evaluate import fid_cache_dir
+from vdm_vae.images import image_grid, save_png
 from vdm_vae.metrics import fid
 from vdm_vae.progress import Progress
 from vdm_vae.sampling import sample
@@ -176,10 +177,7 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
     check_plan(directory, plan)
     done = os.path.join(directory, "fid.json")
     if os.path.exists(done):
-        with open(done) as f:
-            result = json.load(f)
-        print(json.dumps(result, indent=1), flush=True)
-        return result
+        return _finished(directory, num, batch)
     start = time.time()
     sample_chunks({"params": params}, model_config, directory, num, batch, steps, seed, prior)
     samples = gather(directory, num, batch)
@@ -190,10 +188,7 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
         return None
     try:
         if os.path.exists(done):  # scored by another process since this one started
-            with open(done) as f:
-                result = json.load(f)
-            print(json.dumps(result, indent=1), flush=True)
-            return result
+            return _finished(directory, num, batch)
         np.savez_compressed(os.path.join(directory, "samples.npz"), images=samples)
         config, _ = load_run_config(workdir)
         reference = data_lib.load_dataset(config["data"]).test_images
@@ -210,6 +205,16 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
         os.replace(done + ".partial", done)
     finally:
         os.remove(score_lock)
+    return _finished(directory, num, batch)
+
+
+def _finished(directory: str, num: int, batch: int) -> dict:
+    """Prints and returns fid.json; draws samples.png (the first 100 samples) if missing."""
+    grid = os.path.join(directory, "samples.png")
+    if not os.path.exists(grid):
+        save_png(grid, image_grid(gather(directory, num, batch)[:100], 10))
+    with open(os.path.join(directory, "fid.json")) as f:
+        result = json.load(f)
     print(json.dumps(result, indent=1), flush=True)
     return result
 
