@@ -9,8 +9,10 @@ evaluation), its learning curves against CPU hours and its sample grids along tr
 runs still in progress too.
 
 Every number comes from the metrics files (and a run's eval/w_prior.json, from
-`python -m vdm_vae.fit_prior`, for the bound under the learned prior); the study's numbers are
-quoted beside ours. Each run's evaluation figures are copied to results/<name>_figures/.
+`python -m vdm_vae.fit_prior`, for the bound under the learned prior, and its
+eval/fid_<prior>_T<steps>/fid.json, from `python -m vdm_vae.sample_fid`, for FID); the study's
+numbers are quoted beside ours. A symlinked run folder is an alias and is skipped. Each run's
+evaluation figures are copied to results/<name>_figures/.
 """
 
 import argparse
@@ -47,9 +49,9 @@ STUDY = {
     "mvdm_oepp": (1.13523, 101, 0), "mvdm_oe": (1.15056, 118, 0), "mvdm_se": (1.15433, 120, 0),
     "mvdm_te": (1.16660, 131, 0), "mvdm_ue": (1.13258, 187, None), "mvdm": (1.10882, 90, None),
 }
-COLUMNS = ("bpd", "bpd_stderr", "fid", "kl_w_nats", "active_units", "mutual_info_nats",
-           "probe_linear_acc", "probe_linear_acc_random", "probe_linear_acc_pixels",
-           "probe_linear_acc_pca", "bpd_learned_prior")
+COLUMNS = ("bpd", "bpd_stderr", "fid", "fid_learned_prior", "kl_w_nats", "active_units",
+           "mutual_info_nats", "probe_linear_acc", "probe_linear_acc_random",
+           "probe_linear_acc_pixels", "probe_linear_acc_pca", "bpd_learned_prior")
 ENCODER_ORDER = ("oepp", "oe", "se", "te", "ue", "none")
 LOG_SCALE = ("kl_w_nats",)  # UE's KL is hundreds of times the others
 
@@ -105,11 +107,32 @@ def paired_to_uncond(root: str, runs: dict):
             m[UNCOND_DIFF] = intervals.paired_difference(bpd, bpd_u)
 
 
+def sample_fids(eval_dir: str) -> dict:
+    """FIDs that `vdm_vae.sample_fid` wrote in eval_dir: for each prior, the one with the most
+    samples (then the most steps), as {fid[_learned_prior], <its key>_samples, <its key>_steps}."""
+    best = {}
+    for path in glob.glob(os.path.join(eval_dir, "fid_*_T*", "fid.json")):
+        with open(path) as f:
+            result = json.load(f)
+        key = "fid" if result["prior"] == "standard" else "fid_learned_prior"
+        rank = (result["num_samples"], result["steps"])
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, result)
+    out = {}
+    for key, (_, result) in best.items():
+        out.update({key: result["fid"], f"{key}_samples": result["num_samples"],
+                    f"{key}_steps": result["steps"]})
+    return out
+
+
 def load_runs(root: str) -> dict:
     """name -> eval/metrics.json, plus the learned prior's bound where eval/w_prior.json is,
-    plus the paired difference to the unconditional run (`paired_to_uncond`)."""
+    the FIDs of `sample_fids` (which replace the evaluation's own), and the paired difference
+    to the unconditional run (`paired_to_uncond`)."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(root, "*", "eval", "metrics.json"))):
+        if os.path.islink(os.path.dirname(os.path.dirname(path))):
+            continue
         with open(path) as f:
             metrics = json.load(f)
         prior_path = os.path.join(os.path.dirname(path), "w_prior.json")
@@ -117,6 +140,7 @@ def load_runs(root: str) -> dict:
             with open(prior_path) as f:
                 prior = json.load(f)
             metrics.update({k: prior[k] for k in PRIOR_KEYS if k in prior})
+        metrics.update(sample_fids(os.path.dirname(path)))
         runs[os.path.basename(os.path.dirname(os.path.dirname(path)))] = metrics
     paired_to_uncond(root, runs)
     return runs
@@ -186,8 +210,10 @@ def versions() -> str:
 def _cell(m: dict, column: str) -> str:
     """A table cell: the value, with its 95% interval or sample count where the run has one."""
     value = m.get(column)
-    if column == "fid" and value is not None:
-        return f"{_fmt(value)} (n={m.get('num_fid_samples')})"
+    if column in ("fid", "fid_learned_prior") and value is not None:
+        samples = m.get(f"{column}_samples", m.get("num_fid_samples"))
+        steps = m.get(f"{column}_steps", m.get("sample_steps"))
+        return f"{_fmt(value)} (n={samples}, T={steps})"
     ci = m.get(INTERVAL_COLUMNS.get(column, ""))
     if value is not None and ci is not None:
         return intervals.format_interval({"mean": value, "ci_low": ci[0], "ci_high": ci[1]}, 3)

@@ -142,7 +142,7 @@ def test_paired_difference_to_the_unconditional_run_and_probe_intervals(collect,
         _write_per_image(root, name, bpd)
     with open(root / "mvdm_oe" / "eval" / "metrics.json", "w") as f:
         json.dump({"step": 10, "bpd": float(np.mean(1.0 + noise + gap)), "fid": 12.5,
-                   "num_fid_samples": 1000, "probe_linear_acc": 0.75,
+                   "num_fid_samples": 1000, "sample_steps": 250, "probe_linear_acc": 0.75,
                    "probe_linear_acc_ci": [0.72, 0.78]}, f)
     collect.main(["--root", str(root), "--name", "t", "--command", "c"])
     with open(tmp_path / "results" / "t.json") as f:
@@ -155,7 +155,7 @@ def test_paired_difference_to_the_unconditional_run_and_probe_intervals(collect,
     text = (tmp_path / "results" / "t.md").read_text()
     assert "bpd - bpd(uncond) [95% CI]" in text
     assert f"{diff['mean']:.4f} [{diff['ci_low']:.4f}, {diff['ci_high']:.4f}]" in text
-    assert "0.750 [0.720, 0.780]" in text and "12.5000 (n=1000)" in text
+    assert "0.750 [0.720, 0.780]" in text and "12.5000 (n=1000, T=250)" in text
 
 
 
@@ -174,6 +174,31 @@ def test_protocol_runs_are_paired_with_their_uncond_run(collect, tmp_path):
     assert "bpd_minus_uncond" not in runs["mnist_cpu_uncond"]
     assert "bpd_minus_uncond" not in runs["other_run"]
     assert collect.unconditional_baseline("mvdm_oe", {"mvdm", "mnist_cpu_uncond"}) == "mvdm"
+
+def _write_fid(root, name: str, prior: str, num: int, steps: int, fid: float):
+    directory = root / name / "eval" / f"fid_{prior}_T{steps}"
+    os.makedirs(directory)
+    with open(directory / "fid.json", "w") as f:
+        json.dump({"prior": prior, "num_samples": num, "steps": steps, "fid": fid}, f)
+
+
+def test_sample_fid_results_fill_the_fid_columns_and_aliases_are_skipped(collect, tmp_path):
+    root = tmp_path / "a"
+    _write_run(root, "mnist_cpu", 1.27)
+    _write_fid(root, "mnist_cpu", "standard", 5000, 100, 9.5)
+    _write_fid(root, "mnist_cpu", "standard", 1000, 250, 30.0)  # fewer samples: not shown
+    _write_fid(root, "mnist_cpu", "learned", 5000, 100, 7.25)
+    os.symlink(root / "mnist_cpu", root / "mnist_cpu_alias")
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        runs = json.load(f)
+    assert list(runs) == ["mnist_cpu"]
+    m = runs["mnist_cpu"]
+    assert (m["fid"], m["fid_samples"], m["fid_steps"]) == (9.5, 5000, 100)
+    assert m["fid_learned_prior"] == 7.25
+    text = (tmp_path / "results" / "t.md").read_text()
+    assert "9.5000 (n=5000, T=100) | 7.2500 (n=5000, T=100)" in text
+
 
 def test_runs_evaluated_with_other_draws_are_not_paired(collect, tmp_path):
     root = tmp_path / "a"
