@@ -9,21 +9,40 @@
 #   experiments/mnist_cpu.sh start     # starts or resumes every run in the background
 #   experiments/mnist_cpu.sh status    # step, CPU time and last eval of each run
 #   experiments/mnist_cpu.sh stop      # saves a checkpoint in every run and stops
+#   experiments/mnist_cpu.sh fid       # FID of every finished run, one process per core
 #   experiments/mnist_cpu.sh collect   # table, curves and figures into experiments/results/
 #
 # Runs live under $ROOT (default $VDM_VAE_RUNS/mnist_cpu, or ~/.cache/vdm_vae/runs/mnist_cpu),
 # outside the work tree, and resume from their last checkpoint on the next `start`, on this
 # machine or, from scratch, on a new one. JOBS runs go at once, each pinned to its own core.
 set -euo pipefail
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 ROOT=${ROOT:-${VDM_VAE_RUNS:-$HOME/.cache/vdm_vae/runs}/mnist_cpu}
 CONFIGS=${CONFIGS:-mnist_cpu_uncond,mnist_cpu,mnist_cpu_ungated,mnist_cpu_b1,mnist_cpu_b1e4}
 JOBS=${JOBS:-2}
 EVAL_ARGS=${EVAL_ARGS:-}
+FID_SAMPLES=${FID_SAMPLES:-5000}
+FID_STEPS=${FID_STEPS:-100}
 PID="$ROOT/runner.pid"
 mkdir -p "$ROOT"
 
 running() { [[ -f "$PID" ]] && kill -0 "$(cat "$PID")" 2>/dev/null; }
+
+# FID of each finished run in $CONFIGS: w from N(0, I) and, where fit_prior saved one, from
+# the learned prior. Every worker walks the same list; vdm_vae.sample_fid shares each set's
+# chunks between them and resumes from the chunks on disk.
+fid_worker() {
+  export OMP_NUM_THREADS=1  # one core per worker, torch included
+  for run in ${CONFIGS//,/ }; do
+    [[ -f "$ROOT/$run/finished.json" ]] || { echo "[$run] not finished, no FID"; continue; }
+    for prior in standard learned; do
+      [[ $prior == learned && ! -d "$ROOT/$run/w_prior" ]] && continue
+      python -m vdm_vae.sample_fid --workdir="$ROOT/$run" --prior=$prior \
+        --num_samples="$FID_SAMPLES" --steps="$FID_STEPS"
+    done
+  done
+}
 
 case "${1:-start}" in
   start)
@@ -39,9 +58,21 @@ case "${1:-start}" in
     if running; then
       kill -INT "$(cat "$PID")"
       echo "stop asked: each run saves a checkpoint and exits; see $ROOT/runner.log"
-    else echo "not running"; fi ;;
+    else echo "not running"; fi
+    if [[ -f "$ROOT/fid.pids" ]]; then  # FID workers: their chunks on disk are whole
+      xargs -r kill -TERM -- <"$ROOT/fid.pids" 2>/dev/null || true
+      rm -f "$ROOT/fid.pids"; echo "FID workers stopped"
+    fi ;;
+  fid)
+    for ((core = 0; core < JOBS; core++)); do
+      nohup setsid taskset -c "$core" "$SELF" fid-worker >>"$ROOT/fid_$core.log" 2>&1 &
+      echo "-$!" >>"$ROOT/fid.pids"
+      echo "FID worker on core $core (pid $!): $CONFIGS, $FID_SAMPLES samples at T = $FID_STEPS;" \
+        "log: $ROOT/fid_$core.log"
+    done ;;
+  fid-worker) fid_worker ;;
   collect)
     python experiments/collect.py --root="$ROOT" --name=mnist_cpu --curves \
       --command="experiments/mnist_cpu.sh start (CONFIGS=$CONFIGS)" ${NOTES:+--notes="$NOTES"} ;;
-  *) echo "usage: $0 [start|status|stop|collect]" >&2; exit 2 ;;
+  *) echo "usage: $0 [start|status|stop|fid|collect]" >&2; exit 2 ;;
 esac

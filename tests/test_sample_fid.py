@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -110,3 +111,25 @@ def test_another_plan_in_the_same_folder_is_one_line_error(trained):
     assert proc.returncode == 2
     (line,) = err.strip().splitlines()
     assert "seed=0" in line and "5" in line, line
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pins one worker to each of 2 cores")
+def test_protocol_fid_workers_share_the_sets_of_finished_runs(trained):
+    root, run = os.path.split(trained)
+    open(os.path.join(trained, "finished.json"), "w").close()
+    env = dict(os.environ, PYTHONPATH=ROOT, ROOT=root, CONFIGS=f"{run},not_a_run", JOBS="2",
+               FID_SAMPLES="6", FID_STEPS="3")
+    script = os.path.join(ROOT, "experiments", "mnist_cpu.sh")
+    started = subprocess.run([script, "fid"], env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0 and started.stdout.count("FID worker on core") == 2
+    done = os.path.join(sample_fid.out_dir(trained, "standard", 3), "fid.json")
+    for _ in range(600):
+        logs = "".join(open(os.path.join(root, f"fid_{c}.log")).read() for c in (0, 1))
+        if os.path.exists(done) and logs.count("[not_a_run] not finished") == 2:
+            break
+        time.sleep(1)
+    with open(done) as f:
+        assert json.load(f)["num_samples"] == 6
+    stopped = subprocess.run([script, "stop"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert stopped.returncode == 0 and not os.path.exists(os.path.join(root, "fid.pids"))
