@@ -109,6 +109,14 @@ def claim(path: str) -> bool:
     return False
 
 
+def release(path: str):
+    """Removes a lock file (already gone if another process took it over as stale)."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
 def sample_chunks(params, model_config, directory: str, num: int, batch: int, steps: int,
                   seed: int, prior=None) -> int:
     """Samples the missing chunks that no other process holds; returns how many it made.
@@ -138,7 +146,7 @@ def sample_chunks(params, model_config, directory: str, num: int, batch: int, st
                 os.replace(path + ".partial.npz", path)
                 made += 1
         finally:
-            os.remove(path + ".lock")
+            release(path + ".lock")
         progress.update(sizes[i])
     return made
 
@@ -204,7 +212,7 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
             json.dump(result, f, indent=1)
         os.replace(done + ".partial", done)
     finally:
-        os.remove(score_lock)
+        release(score_lock)
     return _finished(directory, num, batch)
 
 
