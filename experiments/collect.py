@@ -147,13 +147,18 @@ def load_runs(root: str) -> dict:
 
 
 def copy_figures(root: str, runs, out_dir: str):
-    """Copies each run's eval figures to out_dir/<run>_<figure>.png."""
+    """Copies each run's eval figures to out_dir/<run>_<figure>.png, and the first samples of
+    each FID set (`vdm_vae.sample_fid`) to out_dir/<run>_fid_<prior>_T<steps>.png."""
     for name in runs:
-        for figure in FIGURES:
-            path = os.path.join(root, name, "eval", f"{figure}.png")
+        eval_dir = os.path.join(root, name, "eval")
+        paths = {f"{name}_{figure}.png": os.path.join(eval_dir, f"{figure}.png")
+                 for figure in FIGURES}
+        for path in glob.glob(os.path.join(eval_dir, "fid_*_T*", "samples.png")):
+            paths[f"{name}_{os.path.basename(os.path.dirname(path))}.png"] = path
+        for target, path in paths.items():
             if os.path.exists(path):
                 os.makedirs(out_dir, exist_ok=True)
-                shutil.copyfile(path, os.path.join(out_dir, f"{name}_{figure}.png"))
+                shutil.copyfile(path, os.path.join(out_dir, target))
 
 
 def previous_runs(name: str) -> dict:

@@ -198,6 +198,10 @@ def test_sample_fid_results_fill_the_fid_columns_and_aliases_are_skipped(collect
     assert m["fid_learned_prior"] == 7.25
     text = (tmp_path / "results" / "t.md").read_text()
     assert "9.5000 (n=5000, T=100) | 7.2500 (n=5000, T=100)" in text
+    grid = root / "mnist_cpu" / "eval" / "fid_learned_T100" / "samples.png"
+    grid.write_bytes(b"png")
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    assert (tmp_path / "results" / "t_figures" / "mnist_cpu_fid_learned_T100.png").exists()
 
 
 def test_runs_evaluated_with_other_draws_are_not_paired(collect, tmp_path):
