@@ -60,6 +60,7 @@ FIGURES = ("samples", "guided", "interpolation", "tsne", "w_usage", "kl_per_dim"
            "samples_learned_prior")
 PRIOR_KEYS = ("bpd_learned_prior", "kl_w_learned_prior_nats", "kl_w_learned_prior_stderr_nats")
 UNCOND_DIFF = "bpd_minus_uncond"  # paired difference to the unconditional run of the same VDM
+FID_DIFF = "fid_minus_uncond"  # its FID minus the unconditional run's, over blocks of samples
 INTERVAL_COLUMNS = {"probe_linear_acc": "probe_linear_acc_ci",
                     "probe_linear_acc_random": "probe_linear_acc_random_ci",
                     "probe_linear_acc_pixels": "probe_linear_acc_pixels_ci",
@@ -107,6 +108,20 @@ def paired_to_uncond(root: str, runs: dict):
             m[UNCOND_DIFF] = intervals.paired_difference(bpd, bpd_u)
 
 
+def fid_to_uncond(runs: dict):
+    """Adds FID_DIFF where a run and its unconditional run have FIDs of blocks of samples of
+    one size at one T (`vdm_vae.sample_fid`): the difference of the blocks' mean FIDs with
+    Welch's interval (independent samples), at that block size."""
+    for name, m in runs.items():
+        base = runs.get(unconditional_baseline(name, runs) or "", {})
+        keys = ("fid_split_size", "fid_steps")
+        if m.get("fid_splits") and base.get("fid_splits") and all(
+                m.get(k) == base.get(k) for k in keys):
+            m[FID_DIFF] = dict(intervals.independent_difference(m["fid_splits"],
+                                                                base["fid_splits"]),
+                               block_size=m["fid_split_size"])
+
+
 def sample_fids(eval_dir: str) -> dict:
     """FIDs that `vdm_vae.sample_fid` wrote in eval_dir: for each prior, the one with the most
     samples (then the most steps), as {fid[_learned_prior], <its key>_samples, <its key>_steps}."""
@@ -122,6 +137,8 @@ def sample_fids(eval_dir: str) -> dict:
     for key, (_, result) in best.items():
         out.update({key: result["fid"], f"{key}_samples": result["num_samples"],
                     f"{key}_steps": result["steps"]})
+        if key == "fid" and result.get("fid_splits"):
+            out.update(fid_splits=result["fid_splits"], fid_split_size=result["fid_split_size"])
     return out
 
 
@@ -143,6 +160,7 @@ def load_runs(root: str) -> dict:
         metrics.update(sample_fids(os.path.dirname(path)))
         runs[os.path.basename(os.path.dirname(os.path.dirname(path)))] = metrics
     paired_to_uncond(root, runs)
+    fid_to_uncond(runs)
     return runs
 
 
@@ -226,16 +244,17 @@ def _cell(m: dict, column: str) -> str:
 
 
 def _uncond_cells(m: dict) -> list:
-    diff = m.get(UNCOND_DIFF)
-    if diff is None:
-        return ["-", "-"]
-    return [intervals.format_interval(diff),
-            f"{diff['stderr']:.4f} / {diff['unpaired_stderr']:.4f}"]
+    diff, fid_diff = m.get(UNCOND_DIFF), m.get(FID_DIFF)
+    cells = ["-", "-"] if diff is None else [
+        intervals.format_interval(diff), f"{diff['stderr']:.4f} / {diff['unpaired_stderr']:.4f}"]
+    return cells + ["-" if fid_diff is None else
+                    f"{intervals.format_interval(fid_diff, 2)} (n={fid_diff['block_size']})"]
 
 
 def table(runs: dict) -> str:
     head = (["config", "step"] + list(COLUMNS)
-            + ["bpd - bpd(uncond) [95% CI]", "se paired / unpaired"]
+            + ["bpd - bpd(uncond) [95% CI]", "se paired / unpaired",
+               "fid - fid(uncond) [95% CI] (block size)"]
             + ["study bpd", "study FID", "study KL"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in runs.items():
@@ -340,7 +359,11 @@ def main(argv=None):
             table(runs), "", "bpd - bpd(uncond): the mean paired difference of each image's "
                 "bound to the unconditional run of the same VDM size (same test images, same draws "
                 "of t and noise), with its 95% interval and its standard error next to the "
-                "unpaired one. Probe accuracies: 95% Wilson intervals over the test images.", "",
+                "unpaired one. Probe accuracies: 95% Wilson intervals over the test images. "
+                "fid (n samples at T steps; `vdm_vae.sample_fid`); fid - fid(uncond): the "
+                "difference of the mean FIDs of disjoint blocks of each run's samples (block size "
+                "n, so both FIDs are those of n samples, above the FID of all), with Welch's 95% "
+                "interval.", "",
                 f"![bpd and FID]({args.name}_bpd_fid.png)",
                 f"![KL and probe]({args.name}_kl_probe.png)", "",
                 f"Each run's samples, guided generations, interpolation, t-SNE, w-usage profile "

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -175,11 +176,12 @@ def test_protocol_runs_are_paired_with_their_uncond_run(collect, tmp_path):
     assert "bpd_minus_uncond" not in runs["other_run"]
     assert collect.unconditional_baseline("mvdm_oe", {"mvdm", "mnist_cpu_uncond"}) == "mvdm"
 
-def _write_fid(root, name: str, prior: str, num: int, steps: int, fid: float):
+def _write_fid(root, name: str, prior: str, num: int, steps: int, fid: float, splits=()):
     directory = root / name / "eval" / f"fid_{prior}_T{steps}"
     os.makedirs(directory)
     with open(directory / "fid.json", "w") as f:
-        json.dump({"prior": prior, "num_samples": num, "steps": steps, "fid": fid}, f)
+        json.dump({"prior": prior, "num_samples": num, "steps": steps, "fid": fid,
+                   "fid_splits": list(splits), "fid_split_size": num // 5}, f)
 
 
 def test_sample_fid_results_fill_the_fid_columns_and_aliases_are_skipped(collect, tmp_path):
@@ -198,6 +200,19 @@ def test_sample_fid_results_fill_the_fid_columns_and_aliases_are_skipped(collect
     assert m["fid_learned_prior"] == 7.25
     text = (tmp_path / "results" / "t.md").read_text()
     assert "9.5000 (n=5000, T=100) | 7.2500 (n=5000, T=100)" in text
+    assert "fid_minus_uncond" not in m  # no unconditional run to compare with
+
+    _write_run(root, "mnist_cpu_uncond", 1.25)
+    _write_fid(root, "mnist_cpu_uncond", "standard", 5000, 100, 9.0, [20, 21, 22, 23, 24])
+    shutil.rmtree(root / "mnist_cpu" / "eval" / "fid_standard_T100")
+    _write_fid(root, "mnist_cpu", "standard", 5000, 100, 9.5, [21, 23, 22, 25, 24])
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        diff = json.load(f)["mnist_cpu"]["fid_minus_uncond"]
+    assert diff["mean"] == pytest.approx(1.0) and diff["block_size"] == 1000
+    assert diff["ci_low"] < 1.0 < diff["ci_high"]
+    assert "(n=1000)" in (tmp_path / "results" / "t.md").read_text()
+
     grid = root / "mnist_cpu" / "eval" / "fid_learned_T100" / "samples.png"
     grid.write_bytes(b"png")
     collect.main(["--root", str(root), "--name", "t", "--command", "c"])

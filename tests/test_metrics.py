@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.stats
 
 from vdm_vae.metrics import collapse, fid, probes
 
@@ -177,6 +178,35 @@ def test_frechet_distance_matches_sqrtm_for_full_and_singular_covariances():
 def test_frechet_distance_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="sigma2"):
         fid.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), np.eye(2))
+
+
+def test_split_fids_are_the_fids_of_contiguous_blocks_and_sit_above_the_whole():
+    rng = np.random.default_rng(11)
+    ref = rng.normal(size=(4000, 6))
+    mu_ref, sigma_ref = fid.statistics(ref)
+    features = rng.normal(0.3, 1.0, size=(1000, 6))
+    blocks = fid.split_fids(features, mu_ref, sigma_ref, 4)
+    assert len(blocks) == 4
+    assert blocks[2] == pytest.approx(
+        fid.frechet_distance(*fid.statistics(features[500:750]), mu_ref, sigma_ref))
+    whole = fid.frechet_distance(*fid.statistics(features), mu_ref, sigma_ref)
+    assert np.mean(blocks) > whole  # the small-sample bias the block size must state
+    for splits in (1, 501):
+        with pytest.raises(ValueError, match=f"splits={splits}"):
+            fid.split_fids(features, mu_ref, sigma_ref, splits)
+
+
+def test_independent_difference_is_welchs_interval():
+    from vdm_vae.metrics import intervals
+
+    rng = np.random.default_rng(12)
+    a, b = rng.normal(1.0, 1.0, 5), rng.normal(0.0, 3.0, 7)
+    diff = intervals.independent_difference(a, b)
+    test = scipy.stats.ttest_ind(a, b, equal_var=False)
+    low, high = test.confidence_interval(0.95)
+    assert diff["mean"] == pytest.approx(a.mean() - b.mean())
+    assert (diff["ci_low"], diff["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert diff["df"] == pytest.approx(test.df)
 
 
 def test_fid_module_imports_without_torch():

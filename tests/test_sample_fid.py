@@ -91,6 +91,8 @@ def test_two_processes_share_the_chunks_and_one_scores(trained):
         result = json.load(f)
     assert result["num_samples"] == 12 and result["steps"] == 2 and result["prior"] == "standard"
     assert result["checkpoint_step"] == 2 and np.isfinite(result["fid"]) and result["fid"] > 0
+    assert len(result["fid_splits"]) == 5 and result["fid_split_size"] == 2
+    assert np.load(os.path.join(directory, "features.npy")).shape == (12, 2048)
     with np.load(os.path.join(directory, "samples.npz")) as f:
         assert f["images"].shape[0] == 12
     assert not [n for n in os.listdir(directory) if n.endswith((".lock", ".partial.npz"))]

@@ -10,8 +10,10 @@ split or interrupted. Each chunk is written atomically to
 workdir/eval/fid_<prior>_T<steps>/chunk_<i>.npz; a restarted command samples only the missing
 ones. The same command may run in several processes at once (e.g. one per core, under
 `taskset`): each claims a chunk with a lock file before sampling it, and the process that finds
-every chunk done writes samples.npz, fid.json (FID of all the samples against the whole test
-set, with the number of samples, T and the checkpoint's step) and samples.png (the first 100).
+every chunk done writes samples.npz, features.npy (their Inception features), fid.json and
+samples.png (the first 100). fid.json holds the FID of all the samples against the whole test set
+with the number of samples, T and the checkpoint's step, and the FIDs of SPLITS disjoint blocks
+of the samples, from which `experiments/collect.py` gives two runs' FID difference an interval.
 """
 
 import json
@@ -34,6 +36,7 @@ from vdm_vae.progress import Progress
 from vdm_vae.sampling import sample
 
 PRIORS = ("standard", "learned")
+SPLITS = 5  # disjoint blocks whose FIDs give two runs' FID difference an interval
 PLAN_FILE = "plan.json"
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The trained run's workdir.")
@@ -201,19 +204,35 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
         config, _ = load_run_config(workdir)
         reference = data_lib.load_dataset(config["data"]).test_images
         try:
-            score = fid.fid_from_arrays(samples, reference, fid_cache_dir())
+            scores = score(samples, reference, directory)
         except ImportError as error:
             raise ValueError(f"FID needs the `fid` extra ({error}): pip install -e \".[fid]\"; "
                              f"the samples are in {directory}/samples.npz.") from error
-        result = dict(plan, fid=float(score),
-                      num_reference=int(len(reference)), reference="test images",
-                      seconds_this_call=round(time.time() - start, 1))
+        result = dict(plan, **scores, num_reference=int(len(reference)),
+                      reference="test images", seconds_this_call=round(time.time() - start, 1))
         with open(done + ".partial", "w") as f:
             json.dump(result, f, indent=1)
         os.replace(done + ".partial", done)
     finally:
         release(score_lock)
     return _finished(directory, num, batch)
+
+
+def score(samples: np.ndarray, reference: np.ndarray, directory: str) -> dict:
+    """FID of samples [N, H, W, C] against reference images, and of SPLITS blocks of them.
+
+    The Inception features go to directory/features.npy (float32 [N, 2048]), so that other
+    summaries need no second pass through the network.
+    """
+    features = fid.inception_features(samples)
+    partial = os.path.join(directory, "features.partial.npy")
+    np.save(partial, features.astype(np.float32))
+    os.replace(partial, os.path.join(directory, "features.npy"))
+    mu_ref, sigma_ref = fid.reference_statistics(reference, fid_cache_dir())
+    splits = SPLITS if len(samples) >= 2 * SPLITS else 0
+    return {"fid": fid.frechet_distance(*fid.statistics(features), mu_ref, sigma_ref),
+            "fid_splits": fid.split_fids(features, mu_ref, sigma_ref, splits) if splits else [],
+            "fid_split_size": len(samples) // SPLITS if splits else 0}
 
 
 def _finished(directory: str, num: int, batch: int) -> dict:

@@ -276,14 +276,37 @@ def fid_from_arrays(samples: npt.ArrayLike, reference: npt.ArrayLike,
         The FID, a float >= 0 up to rounding (larger is worse).
     """
     samples = check_images(samples, "samples", min_count=2)
+    mu_ref, sigma_ref = reference_statistics(reference, cache_dir, batch_size)
+    mu, sigma = statistics(inception_features(samples, batch_size))
+    return frechet_distance(mu, sigma, mu_ref, sigma_ref)
+
+
+def reference_statistics(reference: npt.ArrayLike, cache_dir: str | os.PathLike | None = None,
+                         batch_size: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of reference images [M, H, W, C], kept in cache_dir as fid_from_arrays does."""
     reference = check_images(reference, "reference", min_count=2)
     key = images_key(reference)
     path = None
     if cache_dir is not None:
         path = pathlib.Path(cache_dir).expanduser() / f"fid_stats_{key[:16]}.npz"
-    mu_ref, sigma_ref = _cached_statistics(reference, key, path, batch_size)
-    mu, sigma = statistics(inception_features(samples, batch_size))
-    return frechet_distance(mu, sigma, mu_ref, sigma_ref)
+    return _cached_statistics(reference, key, path, batch_size)
+
+
+def split_fids(features: npt.ArrayLike, mu_ref: npt.ArrayLike, sigma_ref: npt.ArrayLike,
+               splits: int) -> list:
+    """FIDs of `splits` disjoint, contiguous, equal blocks of features [N, 2048].
+
+    FID is biased upwards at small N, so the blocks' values are above the FID of all N; their
+    spread measures the sampling noise of an FID at N / splits samples, from which two models'
+    FIDs at the same block size get a difference with an interval.
+    """
+    features = np.asarray(features)
+    size = features.shape[0] // splits
+    if splits < 2 or size < 2:
+        raise ValueError(f"splits={splits} is invalid for {features.shape[0]} samples: expected "
+                         "an int >= 2 leaving at least 2 samples per block.")
+    return [frechet_distance(*statistics(features[i * size:(i + 1) * size]), mu_ref, sigma_ref)
+            for i in range(splits)]
 
 
 def load_images_npz(path: str | os.PathLike) -> np.ndarray:

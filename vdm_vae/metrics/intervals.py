@@ -54,6 +54,23 @@ def paired_difference(a: npt.ArrayLike, b: npt.ArrayLike, level: float = LEVEL
     return result
 
 
+def independent_difference(a: npt.ArrayLike, b: npt.ArrayLike, level: float = LEVEL
+                           ) -> Dict[str, float]:
+    """mean(a) - mean(b) for independent samples a [N], b [M], with Welch's interval.
+
+    Returns:
+      {"mean", "stderr", "ci_low", "ci_high", "df"}.
+    """
+    a, b = _values(a, "a"), _values(b, "b")
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    stderr = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if stderr else 1.0
+    mean = float(np.mean(a) - np.mean(b))
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, df)) * stderr
+    return {"mean": mean, "stderr": stderr, "ci_low": mean - half, "ci_high": mean + half,
+            "df": float(df)}
+
+
 def wilson_interval(correct: npt.ArrayLike, level: float = LEVEL) -> Dict[str, float]:
     """Accuracy of per-item outcomes correct [N] (bool) with its Wilson score interval."""
     correct = np.asarray(correct)
