@@ -32,10 +32,13 @@ def series(rows: List[dict], key: str):
 
 
 def progress(root: str) -> Dict[str, dict]:
-    """name -> {'step', 'cpu_hours', 'eval_step', and the last eval/... values} per workdir."""
+    """name -> {'step', 'cpu_hours', 'eval_step', and the last eval/... values} per workdir
+    (a symlinked workdir is an alias of another and is skipped)."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(root, "*", "metrics.jsonl"))):
         workdir = os.path.dirname(path)
+        if os.path.islink(workdir):
+            continue
         rows = read_metrics(workdir)
         train = [r for r in rows if "train/cpu_seconds" in r]
         evals = [r for r in rows if "eval/bpd" in r]

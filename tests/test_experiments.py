@@ -118,6 +118,8 @@ def test_progress_reports_step_cpu_time_and_last_eval(tmp_path):
         {"step": 100, "train/cpu_seconds": 720.0},
         {"step": 100, "eval/bpd": 1.5, "eval/kl_w_nats": 3.0, "eval/cpu_seconds": 800.0},
         {"step": 120, "train/cpu_seconds": 900.0}])
+    os.symlink(tmp_path / "r", tmp_path / "alias_of_r")
+    assert list(curves.progress(str(tmp_path))) == ["r"]
     run = curves.progress(str(tmp_path))["r"]
     assert run["step"] == 120 and run["eval_step"] == 100
     assert run["cpu_hours"] == pytest.approx(0.25)
