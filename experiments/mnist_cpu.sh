@@ -3,8 +3,8 @@
 # configs/mnist_cpu.py (the main encoder run: capacity target, w seen by the U-Net at SNR <= 1
 # only), configs/mnist_cpu_ungated.py (the capacity target alone), configs/mnist_cpu_b1.py
 # (plain ELBO) and configs/mnist_cpu_b1e4.py (the study's KL weight), each 5,000 steps at
-# batch 64, then
-# `main.py --mode=eval` on the full test set (probes fitted on all 60,000 training images).
+# batch 64, then `main.py --mode=eval` on the full test set (probes fitted on all 60,000
+# training images) and, with `fid`, FID of 5,000 samples at T = 100 (vdm_vae.sample_fid).
 #
 #   experiments/mnist_cpu.sh start     # starts or resumes every run in the background
 #   experiments/mnist_cpu.sh status    # step, CPU time and last eval of each run
