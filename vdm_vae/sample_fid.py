@@ -215,7 +215,7 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
         os.replace(done + ".partial", done)
     finally:
         release(score_lock)
-    return _finished(directory, num, batch)
+    return _finished(directory, num, batch, samples)
 
 
 def score(samples: np.ndarray, reference: np.ndarray, directory: str) -> dict:
@@ -235,11 +235,14 @@ def score(samples: np.ndarray, reference: np.ndarray, directory: str) -> dict:
             "fid_split_size": len(samples) // SPLITS if splits else 0}
 
 
-def _finished(directory: str, num: int, batch: int) -> dict:
-    """Prints and returns fid.json; draws samples.png (the first 100 samples) if missing."""
+def _finished(directory: str, num: int, batch: int, samples: Optional[np.ndarray] = None
+              ) -> dict:
+    """Prints and returns fid.json; draws samples.png (the first 100 samples) if missing,
+    from `samples` when the caller has them in memory, else from the chunks."""
     grid = os.path.join(directory, "samples.png")
     if not os.path.exists(grid):
-        save_png(grid, image_grid(gather(directory, num, batch)[:100], 10))
+        samples = gather(directory, num, batch) if samples is None else samples
+        save_png(grid, image_grid(samples[:100], 10))
     with open(os.path.join(directory, "fid.json")) as f:
         result = json.load(f)
     print(json.dumps(result, indent=1), flush=True)
