@@ -34,3 +34,19 @@ def test_clu_ml_collections_and_the_entry_points_import_without_tensorflow(tmp_p
                             text=True, env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stderr[-3000:]
     assert '"train/bpd": 2.5' in (tmp_path / "metrics.jsonl").read_text()
+
+
+def test_every_module_and_main_import_together():
+    """Commands define their flags only when run, so one process (a test run, a notebook) can
+    import all of them: two modules defining --workdir at import would clash."""
+    code = textwrap.dedent("""
+        import importlib, pkgutil
+        import main, vdm_vae
+        names = [m.name for m in pkgutil.walk_packages(vdm_vae.__path__, "vdm_vae.")]
+        for name in names:
+            importlib.import_module(name)
+        assert {"vdm_vae.compare", "vdm_vae.fit_prior", "vdm_vae.sample_fid"} <= set(names)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]

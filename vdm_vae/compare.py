@@ -21,19 +21,22 @@ from vdm_vae import data as data_lib
 from vdm_vae.checkpoints import Checkpointer, load, load_run_config
 from vdm_vae.metrics import intervals
 
-_WORKDIRS = flags.DEFINE_list("workdirs", None, "Runs to compare, comma separated.")
-_BASELINE = flags.DEFINE_string("baseline", None, "The run every other is compared with.")
-_OUT = flags.DEFINE_string("out", None, "JSON output (a .md table is written beside it).")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", None, "Test images (default: the baseline "
-                                   "config's eval.num_test_images; -1 = all).")
-_DRAWS = flags.DEFINE_integer("draws", 4, "Draws of (t, eps, eps_0) per image.")
-_SEED = flags.DEFINE_integer("seed", paired.EVAL_SEED, "Evaluation seed.")
-_BATCH = flags.DEFINE_integer("batch", None, "Batch size (default: the baseline config's "
-                              "training.batch_size_eval).")
-_ANTITHETIC = flags.DEFINE_bool("antithetic", True, "Stratify t over an image's draws.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate every run at (default: "
-                             "each run's newest); see training.checkpoints_keep_period.")
-flags.mark_flags_as_required(["workdirs", "baseline"])
+
+def define_flags():
+    """Defines the command's flags (only when run as a command: the module imports anywhere)."""
+    flags.DEFINE_list("workdirs", None, "Runs to compare, comma separated.")
+    flags.DEFINE_string("baseline", None, "The run every other is compared with.")
+    flags.DEFINE_string("out", None, "JSON output (a .md table is written beside it).")
+    flags.DEFINE_integer("num_images", None, "Test images (default: the baseline "
+                         "config's eval.num_test_images; -1 = all).")
+    flags.DEFINE_integer("draws", 4, "Draws of (t, eps, eps_0) per image.")
+    flags.DEFINE_integer("seed", paired.EVAL_SEED, "Evaluation seed.")
+    flags.DEFINE_integer("batch", None, "Batch size (default: the baseline config's "
+                         "training.batch_size_eval).")
+    flags.DEFINE_bool("antithetic", True, "Stratify t over an image's draws.")
+    flags.DEFINE_integer("step", None, "Checkpoint step to evaluate every run at (default: "
+                         "each run's newest); see training.checkpoints_keep_period.")
+    flags.mark_flags_as_required(["workdirs", "baseline"])
 
 
 def _step(workdir: str) -> Optional[int]:
@@ -137,18 +140,20 @@ def compare(workdirs: List[str], baseline: str, num_images: Optional[int] = None
 
 def main(argv):
     del argv
+    fl = flags.FLAGS
     result = cli.run_or_exit(lambda: compare(
-        _WORKDIRS.value, _BASELINE.value, _NUM_IMAGES.value, _DRAWS.value, _SEED.value,
-        _BATCH.value, _ANTITHETIC.value, _STEP.value))
+        fl.workdirs, fl.baseline, fl.num_images, fl.draws, fl.seed, fl.batch, fl.antithetic,
+        fl.step))
     table = markdown(result)
-    if _OUT.value:
-        os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-        with open(_OUT.value, "w") as f:
+    if fl.out:
+        os.makedirs(os.path.dirname(os.path.abspath(fl.out)), exist_ok=True)
+        with open(fl.out, "w") as f:
             json.dump(result, f, indent=1)
-        with open(os.path.splitext(_OUT.value)[0] + ".md", "w") as f:
+        with open(os.path.splitext(fl.out)[0] + ".md", "w") as f:
             f.write(table)
     print(table)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

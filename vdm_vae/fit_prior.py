@@ -24,14 +24,17 @@ from vdm_vae.evaluate import generate, posterior
 from vdm_vae.images import image_grid, save_png
 from vdm_vae.metrics import intervals
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "The run's workdir.")
-_STEPS = flags.DEFINE_integer("steps", 5000, "Optimiser steps for the prior.")
-_BATCH = flags.DEFINE_integer("batch", 512, "Batch of w per step.")
-_HIDDEN = flags.DEFINE_integer("hidden", 512, "Width of the prior's MLP.")
-_NUM_TEST = flags.DEFINE_integer("num_test_images", -1, "Test images for the KL bound (-1: all).")
-_DRAWS = flags.DEFINE_integer("draws", 16, "Draws of (w, t, eps) per test image for the KL bound.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+def define_flags():
+    """Defines the command's flags (only when run as a command: the module imports anywhere)."""
+    config_flags.DEFINE_config_file("config", None, "The run's config file.")
+    flags.DEFINE_string("workdir", None, "The run's workdir.")
+    flags.DEFINE_integer("steps", 5000, "Optimiser steps for the prior.")
+    flags.DEFINE_integer("batch", 512, "Batch of w per step.")
+    flags.DEFINE_integer("hidden", 512, "Width of the prior's MLP.")
+    flags.DEFINE_integer("num_test_images", -1, "Test images for the KL bound (-1: all).")
+    flags.DEFINE_integer("draws", 16, "Draws of (w, t, eps) per test image for the KL bound.")
+    flags.mark_flags_as_required(["config", "workdir"])
 
 
 def check_kl_bound(stats: dict, what: str = "KL(q(w|x) || p_psi) bound"):
@@ -73,16 +76,22 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}: every option is a --flag.")
     cli.quiet_logs()
-    cli.check_workdir(_WORKDIR.value, must_exist=True)
-    for name, value in (("steps", _STEPS.value), ("batch", _BATCH.value),
-                        ("hidden", _HIDDEN.value)):
+    fl = flags.FLAGS
+    cli.check_workdir(fl.workdir, must_exist=True)
+    for name, value in (("steps", fl.steps), ("batch", fl.batch), ("hidden", fl.hidden)):
         if value < 1:
             cli.fail(f"--{name}={value} is invalid: expected a positive int.")
-    cli.run_or_exit(lambda: fit_and_report(_CONFIG.value, _WORKDIR.value))
+    cli.run_or_exit(lambda: fit_and_report(fl.config, fl.workdir, fl.steps, fl.batch, fl.hidden,
+                                           fl.num_test_images, fl.draws))
 
 
-def fit_and_report(config, workdir: str):
-    """Fits the prior of the run in `workdir`; writes and prints the report."""
+def fit_and_report(config, workdir: str, steps: int, batch_w: int, hidden: int,
+                   num_test: int, draws: int):
+    """Fits the prior of the run in `workdir`; writes and prints the report.
+
+    steps, batch_w, hidden: the prior's optimiser steps, batch of w and MLP width;
+    num_test (-1: all) test images with `draws` draws each for the KL bound.
+    """
     params, model_config = load(workdir)
     if not model_config.conditional:
         raise ValueError(f"the run in {workdir} has no encoder (config.model.encoder.kind="
@@ -91,16 +100,14 @@ def fit_and_report(config, workdir: str):
     dataset = data_lib.load_dataset(config.data)
     batch = int(config.training.batch_size_eval)
     mean, logvar = posterior(params, dataset.train_images, model_config, batch, "encode train")
-    prior_config = w_prior.PriorConfig(w_dim=model_config.w_dim, hidden=_HIDDEN.value)
+    prior_config = w_prior.PriorConfig(w_dim=model_config.w_dim, hidden=hidden)
     rng = jax.random.PRNGKey(int(config.training.seed))
-    prior_params, history = w_prior.fit(mean, logvar, prior_config, _STEPS.value, _BATCH.value,
-                                        rng)
+    prior_params, history = w_prior.fit(mean, logvar, prior_config, steps, batch_w, rng)
     w_prior.save(os.path.join(workdir, "w_prior"), prior_params, prior_config)
-    num_test = _NUM_TEST.value
     test_images = dataset.test_images if num_test < 0 else dataset.test_images[:num_test]
     report = prior_report(params, prior_params, prior_config, model_config, test_images, batch,
-                          jax.random.fold_in(rng, 1), _DRAWS.value)
-    report.update(steps=_STEPS.value, loss_history_nats=history)
+                          jax.random.fold_in(rng, 1), draws)
+    report.update(steps=steps, loss_history_nats=history)
     out_dir = os.path.join(workdir, "eval")
     metrics_path = os.path.join(out_dir, "metrics.json")
     if os.path.exists(metrics_path):
@@ -118,4 +125,5 @@ def fit_and_report(config, workdir: str):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=cli.parse_flags)

@@ -39,13 +39,16 @@ PRIORS = ("standard", "learned")
 SPLITS = 5  # disjoint blocks whose FIDs give two runs' FID difference an interval
 PLAN_FILE = "plan.json"
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The trained run's workdir.")
-_PRIOR = flags.DEFINE_enum("prior", "standard", PRIORS, "Where w comes from.")
-_NUM = flags.DEFINE_integer("num_samples", 5000, "Samples to draw and score.")
-_STEPS = flags.DEFINE_integer("steps", 250, "T, the reverse steps of the sampler.")
-_BATCH = flags.DEFINE_integer("batch", 250, "Images per chunk (one sampler call).")
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
-flags.mark_flags_as_required(["workdir"])
+
+def define_flags():
+    """Defines the command's flags (only when run as a command: the module imports anywhere)."""
+    flags.DEFINE_string("workdir", None, "The trained run's workdir.")
+    flags.DEFINE_enum("prior", "standard", PRIORS, "Where w comes from.")
+    flags.DEFINE_integer("num_samples", 5000, "Samples to draw and score.")
+    flags.DEFINE_integer("steps", 250, "T, the reverse steps of the sampler.")
+    flags.DEFINE_integer("batch", 250, "Images per chunk (one sampler call).")
+    flags.DEFINE_integer("seed", 0, "Sampling seed.")
+    flags.mark_flags_as_required(["workdir"])
 
 
 def chunk_sizes(num: int, batch: int) -> List[int]:
@@ -253,10 +256,11 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments {argv[1:]}: every option is a --flag.")
     cli.quiet_logs()
-    cli.check_workdir(_WORKDIR.value, must_exist=True)
-    cli.run_or_exit(lambda: run(_WORKDIR.value, _PRIOR.value, _NUM.value, _STEPS.value,
-                                _BATCH.value, _SEED.value))
+    fl = flags.FLAGS
+    cli.check_workdir(fl.workdir, must_exist=True)
+    cli.run_or_exit(lambda: run(fl.workdir, fl.prior, fl.num_samples, fl.steps, fl.batch, fl.seed))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=cli.parse_flags)
