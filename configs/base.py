@@ -51,6 +51,9 @@ def base_config() -> ml_collections.ConfigDict:
         checkpoints_to_keep=3, num_eval_batches=20,
         # Also keep the steps that are multiples of this (0 = off), for comparisons at equal steps.
         checkpoints_keep_period=0,
+        # Stop (saved, not finished) at this step of the num_steps_train schedule (0 = off):
+        # a pilot follows the full run's learning-rate schedule for its first steps.
+        stop_at_step=0,
         eval_num_samples=64, eval_sample_steps=250,
         # The periodic evaluation's linear probe on mu(x): first images of each split (0 = off).
         curve_probe_train=2000, curve_probe_test=1000,

@@ -111,7 +111,7 @@ def _clu_writers_available() -> bool:
         return False
 
 
-def test_sigkill_resume_equals_uninterrupted_run(tmp_path):
+def test_sigkill_or_stop_at_step_resume_equals_uninterrupted_run(tmp_path):
     common = ["--config=configs/mvdm_oe.py:smoke", "--config.training.num_steps_train=6",
               "--config.training.steps_per_save=1", "--config.training.steps_per_eval=1000"]
     straight = str(tmp_path / "straight")
@@ -130,6 +130,19 @@ def test_sigkill_resume_equals_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "step 6/6" in resumed.stdout
     assert_trees_close(final_params(straight), final_params(killed), rtol=0, atol=0)
+
+    # A pilot stopped at step 3 of the 6-step schedule, then continued, is the same run.
+    pilot = str(tmp_path / "pilot")
+    stopped = run_main(common + [f"--workdir={pilot}", "--config.training.stop_at_step=3"])
+    assert stopped.returncode == 0, stopped.stderr
+    assert "step 3/3" in stopped.stdout and "Stopped at step 3 of 6" in stopped.stdout
+    assert not os.path.exists(os.path.join(pilot, "finished.json"))
+    saved = [int(d) for d in os.listdir(os.path.join(pilot, "checkpoints")) if d.isdigit()]
+    assert max(saved) == 3, saved
+    continued = run_main(common + [f"--workdir={pilot}"])
+    assert continued.returncode == 0, continued.stderr
+    assert "Resumed from step 3 in " in continued.stdout
+    assert_trees_close(final_params(straight), final_params(pilot), rtol=0, atol=0)
 
 
 def test_two_devices_equal_one_device(tmp_path):
@@ -176,6 +189,9 @@ BAD_CONFIGS = [
       "--config.training.checkpoints_keep_period=3"],
      "config.training.checkpoints_keep_period=3 is invalid: expected 0 (off) or a multiple of "
      "training.steps_per_save=2"),
+    (["--config=configs/mvdm_oe.py:smoke", "--config.training.stop_at_step=3"],
+     "config.training.stop_at_step=3 is invalid: expected 0 (off) or a step <= "
+     "training.num_steps_train=2"),
 ]
 
 

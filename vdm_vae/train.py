@@ -1,7 +1,9 @@
 """The training loop: validate, restore or init, train with periodic log / eval / save.
 
 A finished run writes workdir/finished.json ({"step": N}); a run stopped by SIGINT / SIGTERM
-saves a checkpoint and raises `Stopped` (main.py exits with 128 + the signal number).
+saves a checkpoint and raises `Stopped` (main.py exits with 128 + the signal number). With
+training.stop_at_step = S > 0 the run saves and returns at step S of its schedule, unfinished:
+running it again with a later S (or 0) continues it.
 """
 
 import contextlib
@@ -54,6 +56,8 @@ def validate_training_config(config: ml_collections.ConfigDict):
     _require(t.checkpoints_keep_period >= 0 and t.checkpoints_keep_period % t.steps_per_save == 0,
              "training.checkpoints_keep_period", t.checkpoints_keep_period,
              f"0 (off) or a multiple of training.steps_per_save={t.steps_per_save}")
+    _require(0 <= t.stop_at_step <= t.num_steps_train, "training.stop_at_step", t.stop_at_step,
+             f"0 (off) or a step <= training.num_steps_train={t.num_steps_train}")
     _require(0.0 <= t.beta_warmup_fraction <= 1.0, "training.beta_warmup_fraction",
              t.beta_warmup_fraction, "a float in [0, 1]")
     _require(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a float > 0")
@@ -221,8 +225,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     cpu = CpuClock(cpu_seconds_before(workdir, step))
 
     # --- Loop.
+    last_step = t.stop_at_step or t.num_steps_train
     substeps = resolve_substeps(t.substeps, (t.num_steps_train, t.steps_per_logging,
-                                             t.steps_per_eval, t.steps_per_save))
+                                             t.steps_per_eval, t.steps_per_save, last_step))
     train_step = make_train_step(model_config, tx, config.optimizer.ema_rate,
                                  model_config.loss.beta,
                                  int(t.beta_warmup_fraction * t.num_steps_train),
@@ -236,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     last_saved = ckpt.restored_step
     received = None
     with StopSignals() as stop:
-        while step < t.num_steps_train and (received := stop.agreed()) is None:
+        while step < last_step and (received := stop.agreed()) is None:
             p_state, metrics = train_step(p_state, next(batches), p_rng)
             history += [(step + i + 1, jax.tree_util.tree_map(lambda m, i=i: m[:, i], metrics))
                         for i in range(substeps)]
@@ -244,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             if not timer.running:  # the first step compiles: time from its end on
                 jax.block_until_ready(p_state)
                 timer.start(step)
-            done = step >= t.num_steps_train
+            done = step >= last_step
             if step % t.steps_per_logging == 0 or done or step % t.steps_per_save == 0:
                 history = _flush_history(history, writer, step, t, timer, last_saved, ckpt,
                                          cpu)
@@ -265,7 +270,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     writer.close()
     if received is not None:
         raise Stopped(received, step)
-    _mark_finished(workdir, step)
+    if step < t.num_steps_train:
+        say(f"Stopped at step {step} of {t.num_steps_train} (training.stop_at_step); run again "
+            "with a later stop_at_step, or 0, to continue.")
+    else:
+        _mark_finished(workdir, step)
     return _unreplicate(p_state)
 
 
@@ -309,7 +318,8 @@ def _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu):
     writer.write_scalars(step, scalars)
     writer.flush()
     short = {k.split("/", 1)[1]: v for k, v in scalars.items()}
-    say(format_progress(step, t.num_steps_train, short, steps_per_sec, t.batch_size_train))
+    say(format_progress(step, t.stop_at_step or t.num_steps_train, short, steps_per_sec,
+                        t.batch_size_train))
     return []
 
 
