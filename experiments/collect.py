@@ -142,13 +142,14 @@ def sample_fids(eval_dir: str) -> dict:
     return out
 
 
-def load_runs(root: str) -> dict:
-    """name -> eval/metrics.json, plus the learned prior's bound where eval/w_prior.json is,
-    the FIDs of `sample_fids` (which replace the evaluation's own), and the paired difference
-    to the unconditional run (`paired_to_uncond`)."""
+def load_runs(root: str, patterns=("*",)) -> dict:
+    """name -> eval/metrics.json of each run whose name matches `patterns`, plus the learned
+    prior's bound where eval/w_prior.json is, the FIDs of `sample_fids` (which replace the
+    evaluation's own), and the paired difference to the unconditional run (`paired_to_uncond`)."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(root, "*", "eval", "metrics.json"))):
-        if os.path.islink(os.path.dirname(os.path.dirname(path))):
+        workdir = os.path.dirname(os.path.dirname(path))
+        if os.path.islink(workdir) or not curves.selected(os.path.basename(workdir), patterns):
             continue
         with open(path) as f:
             metrics = json.load(f)
@@ -306,6 +307,8 @@ def main(argv=None):
     parser.add_argument("--root", required=True)
     parser.add_argument("--name", help="results/<name>.md and .json")
     parser.add_argument("--command", help="the command that made the runs")
+    parser.add_argument("--runs", default="*", help="comma-separated shell patterns of the run "
+                        "folders under --root to collect (default: all)")
     parser.add_argument("--status", action="store_true",
                         help="print each run's step, CPU hours and last eval, and stop")
     parser.add_argument("--curves", action="store_true",
@@ -314,16 +317,18 @@ def main(argv=None):
     parser.add_argument("--merge", action="store_true", help="keep the runs of results/<name>.json "
                         "that --root does not hold (each with the command that made it)")
     args = parser.parse_args(argv)
+    patterns = args.runs.split(",")
     if args.status:
-        print(curves.progress_table(curves.progress(args.root)))
+        print(curves.progress_table(curves.progress(args.root, patterns)))
         return
     if not args.name or not args.command:
         parser.error("--name and --command are required (or --status)")
-    runs = {name: dict(m, command=args.command) for name, m in load_runs(args.root).items()}
+    runs = {name: dict(m, command=args.command)
+            for name, m in load_runs(args.root, patterns).items()}
     copy_figures(args.root, runs, os.path.join(RESULTS, f"{args.name}_figures"))
     if args.merge:
         runs = dict(sorted({**previous_runs(args.name), **runs}.items()))
-    in_progress = curves.progress(args.root) if args.curves else {}
+    in_progress = curves.progress(args.root, patterns) if args.curves else {}
     if not runs and not in_progress:
         parser.error(f"no */eval/metrics.json under {args.root}")
     os.makedirs(RESULTS, exist_ok=True)
@@ -351,6 +356,7 @@ def main(argv=None):
                             if started else [])
     text = [f"# {args.name}", "", "Runs:"] + made + [
             "", f"Collected: `python experiments/collect.py --root={args.root} --name={args.name}"
+            f"{f' --runs={args.runs}' if args.runs != '*' else ''}"
             f"{' --merge' if args.merge else ''}{' --curves' if args.curves else ''}`",
             f"Machine: {machine()}; {versions()}; commit {commit}.", ""] + progress_text
     final = ["No run has finished its training and evaluation (`main.py --mode=eval`) yet.", ""]

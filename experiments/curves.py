@@ -5,9 +5,10 @@
 `plot_sample_strips` lays each run's sample grids side by side, oldest first.
 """
 
+import fnmatch
 import glob
 import os
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import matplotlib
 
@@ -31,13 +32,18 @@ def series(rows: List[dict], key: str):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def progress(root: str) -> Dict[str, dict]:
+def selected(name: str, patterns: Sequence[str]) -> bool:
+    """True when the run folder's name matches one of the shell patterns (e.g. 'pilot_*')."""
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def progress(root: str, patterns: Sequence[str] = ("*",)) -> Dict[str, dict]:
     """name -> {'step', 'cpu_hours', 'eval_step', and the last eval/... values} per workdir
-    (a symlinked workdir is an alias of another and is skipped)."""
+    whose name matches `patterns` (a symlinked workdir is an alias of another and is skipped)."""
     runs = {}
     for path in sorted(glob.glob(os.path.join(root, "*", "metrics.jsonl"))):
         workdir = os.path.dirname(path)
-        if os.path.islink(workdir):
+        if os.path.islink(workdir) or not selected(os.path.basename(workdir), patterns):
             continue
         rows = read_metrics(workdir)
         train = [r for r in rows if "train/cpu_seconds" in r]

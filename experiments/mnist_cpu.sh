@@ -11,6 +11,14 @@
 #   experiments/mnist_cpu.sh stop      # saves a checkpoint in every run and stops
 #   experiments/mnist_cpu.sh fid       # FID of every finished run, one process per core
 #   experiments/mnist_cpu.sh collect   # table, curves and figures into experiments/results/
+#   experiments/mnist_cpu.sh pilots    # the pilots of the protocol's choices, on core $PILOT_CORE
+#   experiments/mnist_cpu.sh collect-pilots  # their curves beside mnist_cpu_uncond's
+#
+# A pilot is mnist_cpu_uncond with one choice changed, trained for the first PILOT_STEPS steps
+# of the same 5,000-step schedule (training.stop_at_step) and evaluated every 250 steps:
+# pilot_mvdm (the study's full-resolution MVDM U-Net: 4 blocks of 16 channels, dropout 0.1, no
+# Fourier features), pilot_lr1e-3 and pilot_lr2e-4 (the peak learning rate; the protocol's is
+# 5e-4, the study's 2e-4). Their curves against CPU time are compared with the protocol's run.
 #
 # Runs live under $ROOT (default $VDM_VAE_RUNS/mnist_cpu, or ~/.cache/vdm_vae/runs/mnist_cpu),
 # outside the work tree, and resume from their last checkpoint on the next `start`, on this
@@ -24,6 +32,10 @@ JOBS=${JOBS:-2}
 EVAL_ARGS=${EVAL_ARGS:-}
 FID_SAMPLES=${FID_SAMPLES:-5000}
 FID_STEPS=${FID_STEPS:-100}
+PILOTS=${PILOTS:-pilot_mvdm,pilot_lr1e-3,pilot_lr2e-4}
+PILOT_STEPS=${PILOT_STEPS:-1000}
+PILOT_CORE=${PILOT_CORE:-0}
+PILOT_SMOKE=${PILOT_SMOKE:-}  # non-empty: the pilots in smoke mode (seconds; a check of the script)
 PID="$ROOT/runner.pid"
 mkdir -p "$ROOT"
 
@@ -44,6 +56,29 @@ fid_worker() {
   done
 }
 
+# main.py flags of each pilot: mnist_cpu_uncond with one choice changed.
+pilot_args() {
+  local flags="--config=configs/mnist_cpu_uncond.py${PILOT_SMOKE:+:smoke}"
+  case "$1" in
+    pilot_mvdm) echo "$flags --config.model.sm_ch_mult=(1,) --config.model.sm_n_layer=4" \
+      "--config.model.sm_n_embd=16 --config.model.sm_pdrop=0.1" \
+      "--config.model.with_fourier_features=False" ;;
+    pilot_lr1e-3) echo "$flags --config.optimizer.learning_rate=1e-3" ;;
+    pilot_lr2e-4) echo "$flags --config.optimizer.learning_rate=2e-4" ;;
+    *) echo "unknown pilot $1: expected pilot_mvdm, pilot_lr1e-3 or pilot_lr2e-4" >&2; return 2 ;;
+  esac
+}
+
+# The pilots of $PILOTS one after the other; each resumes from its checkpoint.
+pilot_worker() {
+  for run in ${PILOTS//,/ }; do
+    args=$(pilot_args "$run")
+    # shellcheck disable=SC2086  # the flags are words
+    python main.py $args --workdir="$ROOT/$run" --config.training.stop_at_step="$PILOT_STEPS" \
+      --config.training.steps_per_eval=250
+  done
+}
+
 case "${1:-start}" in
   start)
     if running; then echo "already running (pid $(cat "$PID")); log: $ROOT/runner.log"; exit 0; fi
@@ -59,6 +94,10 @@ case "${1:-start}" in
       kill -INT "$(cat "$PID")"
       echo "stop asked: each run saves a checkpoint and exits; see $ROOT/runner.log"
     else echo "not running"; fi
+    if [[ -f "$ROOT/pilots.pids" ]]; then  # main.py saves a checkpoint on SIGINT
+      xargs -r kill -INT -- <"$ROOT/pilots.pids" 2>/dev/null || true
+      rm -f "$ROOT/pilots.pids"; echo "pilots stopped"
+    fi
     if [[ -f "$ROOT/fid.pids" ]]; then  # FID workers: their chunks on disk are whole
       xargs -r kill -TERM -- <"$ROOT/fid.pids" 2>/dev/null || true
       rm -f "$ROOT/fid.pids"; echo "FID workers stopped"
@@ -71,8 +110,20 @@ case "${1:-start}" in
         "log: $ROOT/fid_$core.log"
     done ;;
   fid-worker) fid_worker ;;
+  pilots)
+    for run in ${PILOTS//,/ }; do pilot_args "$run" >/dev/null; done
+    nohup setsid taskset -c "$PILOT_CORE" "$SELF" pilot-worker >>"$ROOT/pilots.log" 2>&1 &
+    echo "-$!" >>"$ROOT/pilots.pids"
+    echo "pilots on core $PILOT_CORE (pid $!): $PILOTS, $PILOT_STEPS steps each;" \
+      "log: $ROOT/pilots.log" ;;
+  pilot-worker) pilot_worker ;;
+  collect-pilots)
+    python experiments/collect.py --root="$ROOT" --name=mnist_cpu_pilots --curves \
+      --runs="pilot_*,mnist_cpu_uncond" \
+      --command="experiments/mnist_cpu.sh pilots (PILOTS=$PILOTS, PILOT_STEPS=$PILOT_STEPS)" \
+      ${NOTES:+--notes="$NOTES"} ;;
   collect)
-    python experiments/collect.py --root="$ROOT" --name=mnist_cpu --curves \
+    python experiments/collect.py --root="$ROOT" --name=mnist_cpu --curves --runs="mnist_cpu*" \
       --command="experiments/mnist_cpu.sh start (CONFIGS=$CONFIGS)" ${NOTES:+--notes="$NOTES"} ;;
-  *) echo "usage: $0 [start|status|stop|fid|collect]" >&2; exit 2 ;;
+  *) echo "usage: $0 [start|status|stop|fid|collect|pilots|collect-pilots]" >&2; exit 2 ;;
 esac

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -50,6 +51,19 @@ def test_without_merge_only_the_root_counts(collect, tmp_path):
     collect.main(["--root", str(tmp_path / "b"), "--name", "t", "--command", "second"])
     with open(tmp_path / "results" / "t.json") as f:
         assert list(json.load(f)) == ["mvdm_oe"]
+
+
+def test_runs_patterns_select_the_run_folders(collect, tmp_path):
+    for name in ("mvdm", "pilot_lr", "pilot_mvdm", "svdm"):
+        _write_run(tmp_path / "a", name, 1.0)
+        _rows(tmp_path / "a" / name, [{"step": 10, "eval/bpd": 1.0, "eval/cpu_seconds": 36.0}])
+    collect.main(["--root", str(tmp_path / "a"), "--name", "t", "--command", "c", "--curves",
+                  "--runs", "pilot_*,mvdm"])
+    with open(tmp_path / "results" / "t.json") as f:
+        assert sorted(json.load(f)) == ["mvdm", "pilot_lr", "pilot_mvdm"]
+    text = (tmp_path / "results" / "t.md").read_text()
+    assert "--runs=pilot_*,mvdm" in text and "| svdm |" not in text
+    assert "| pilot_lr | 10 |" in text
 
 
 def test_md_of_an_older_collection_names_the_command(collect, tmp_path):
@@ -289,3 +303,26 @@ def test_bar_plots_show_runs_named_outside_the_study_grid(collect, tmp_path, mon
     grid = {"mvdm": {"bpd": 1.3}, "mvdm_oe": {"bpd": 1.31}, "mvdm_oe_fb": {"bpd": 1.4}}
     collect.plot_metric_groups(grid, ("bpd",), str(tmp_path / "b.png"))
     assert sorted(ys for _, ys in drawn) == [[1.3], [1.31]]  # by encoder; remedy runs left out
+
+
+def test_protocol_pilot_stops_at_its_step_with_its_one_change(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, ROOT=str(tmp_path), PILOTS="pilot_mvdm",
+               PILOT_STEPS="1", PILOT_SMOKE="1")
+    script = os.path.join(ROOT, "experiments", "mnist_cpu.sh")
+    bad = subprocess.run([script, "pilots"], env=dict(env, PILOTS="pilot_mvdm,pilot_x"),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown pilot pilot_x" in bad.stderr
+    started = subprocess.run([script, "pilots"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert started.returncode == 0, started.stderr
+    log = tmp_path / "pilots.log"
+    for _ in range(600):
+        if log.exists() and "Stopped at step 1 of 2" in log.read_text():
+            break
+        time.sleep(1)
+    assert "Stopped at step 1 of 2" in log.read_text(), log.read_text()[-2000:]
+    assert not (tmp_path / "pilot_mvdm" / "finished.json").exists()
+    with open(tmp_path / "pilot_mvdm" / "config.json") as f:
+        config = json.load(f)["config"]
+    assert config["model"]["sm_ch_mult"] == [1] and config["model"]["sm_n_layer"] == 4
+    assert config["optimizer"]["learning_rate"] == 5e-4  # the protocol's, unchanged
