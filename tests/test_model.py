@@ -204,6 +204,17 @@ def test_w_reaches_eps_hat_only_through_cond_proj(cond):
     assert changes(active) > 1e-3
 
 
+def test_w_noise_is_drawn_after_the_bound_noise(cond):
+    """Drawing w from q(w|x) leaves the key's eps_0, t and eps as they are without a draw of
+    w, as in a run without an encoder: the bounds of such runs are paired."""
+    config, variables = cond  # cond_proj is zero at init: eps_hat ignores w
+    images, model = random_images(3, 4), VDMVAE(config)
+    drawn = model.apply(variables, images, rngs={"sample": KEY})
+    given = model.apply(variables, images, w=jnp.ones((4, W_DIM)), rngs={"sample": KEY})
+    for term in ("t", "loss_recon", "loss_diff"):
+        np.testing.assert_array_equal(getattr(drawn, term), getattr(given, term), err_msg=term)
+
+
 @pytest.mark.parametrize("kind", ["conv", "conv_time"])
 def test_gradients_reach_every_encoder_parameter(kind):
     config = tiny_config(kind)

@@ -107,6 +107,11 @@ class VDMVAE(nn.Module):
         if c.sm_n_timesteps > 0:
             t = jnp.ceil(t * c.sm_n_timesteps) / c.sm_n_timesteps
 
+        # eps is drawn before w's noise: a run with an encoder and one without, given the same
+        # key, see the same eps_0, t and eps (their bounds are paired).
+        if eps is None:
+            eps = _normal(self.make_rng("sample"), f.shape, example_ids)
+
         kl_w_per_dim = jnp.zeros((batch, 0), jnp.float32)
         with_mmd = c.conditional and w is None and c.loss.mmd_weight > 0
         if c.conditional:
@@ -118,8 +123,6 @@ class VDMVAE(nn.Module):
 
         g_t = self.gamma(t)
         var_t = nn.sigmoid(g_t)[:, None, None, None]
-        if eps is None:
-            eps = _normal(self.make_rng("sample"), f.shape, example_ids)
         # The MMD's prior draw comes last, so the weights leave the bound's noise unchanged.
         mmd_w = jnp.zeros((), jnp.float32)
         if with_mmd:
