@@ -4,8 +4,9 @@
   python main.py --config=configs/svdm_oe.py --workdir=runs/svdm_oe --mode=eval
   python main.py --config=configs/svdm_oe.py:smoke --workdir=/tmp/smoke
 Any config field can be overridden: --config.training.num_steps_train=1000.
-Exit codes: 0 finished (or saved at training.stop_at_step), 2 a user error (one line on stderr), 130 / 143 stopped by
-SIGINT / SIGTERM after saving a checkpoint. --verbosity=0 shows third-party INFO logs.
+Exit codes: 0 finished (or saved at training.stop_at_step), 2 a user error (one line on
+stderr), 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint. --verbosity=0 shows
+third-party INFO logs.
 """
 
 import sys
