@@ -17,8 +17,9 @@
 # A pilot is mnist_cpu_uncond with one choice changed, trained for the first PILOT_STEPS steps
 # of the same 5,000-step schedule (training.stop_at_step) and evaluated every 250 steps:
 # pilot_mvdm (the study's full-resolution MVDM U-Net: 4 blocks of 16 channels, dropout 0.1, no
-# Fourier features), pilot_lr1e-3 and pilot_lr2e-4 (the peak learning rate; the protocol's is
-# 5e-4, the study's 2e-4). Their curves against CPU time are compared with the protocol's run.
+# Fourier features), pilot_lr2e-4, pilot_lr1e-3 and pilot_lr2e-3 (the peak learning rate; the
+# protocol's is 5e-4, the study's 2e-4). Their curves against CPU time are compared with the
+# protocol's run.
 #
 # Runs live under $ROOT (default $VDM_VAE_RUNS/mnist_cpu, or ~/.cache/vdm_vae/runs/mnist_cpu),
 # outside the work tree, and resume from their last checkpoint on the next `start`, on this
@@ -65,13 +66,19 @@ pilot_args() {
       "--config.model.with_fourier_features=False" ;;
     pilot_lr1e-3) echo "$flags --config.optimizer.learning_rate=1e-3" ;;
     pilot_lr2e-4) echo "$flags --config.optimizer.learning_rate=2e-4" ;;
-    *) echo "unknown pilot $1: expected pilot_mvdm, pilot_lr1e-3 or pilot_lr2e-4" >&2; return 2 ;;
+    pilot_lr2e-3) echo "$flags --config.optimizer.learning_rate=2e-3" ;;
+    *) echo "unknown pilot $1: expected pilot_mvdm or pilot_lr{2e-4,1e-3,2e-3}" >&2; return 2 ;;
   esac
 }
 
-# The pilots of $PILOTS one after the other; each resumes from its checkpoint.
+# The pilots of $PILOTS one after the other; each resumes from its checkpoint. SIGTERM stops
+# the running pilot (main.py saves) and the ones after it, even if the pilot ends its last step
+# first (bash skips its own SIGINT handling when the child exits normally, so not SIGINT).
 pilot_worker() {
+  local stopping=""
+  trap 'stopping=1' TERM
   for run in ${PILOTS//,/ }; do
+    [[ -z $stopping ]] || break
     args=$(pilot_args "$run")
     # shellcheck disable=SC2086  # the flags are words
     python main.py $args --workdir="$ROOT/$run" --config.training.stop_at_step="$PILOT_STEPS" \
@@ -94,8 +101,8 @@ case "${1:-start}" in
       kill -INT "$(cat "$PID")"
       echo "stop asked: each run saves a checkpoint and exits; see $ROOT/runner.log"
     else echo "not running"; fi
-    if [[ -f "$ROOT/pilots.pids" ]]; then  # main.py saves a checkpoint on SIGINT
-      xargs -r kill -INT -- <"$ROOT/pilots.pids" 2>/dev/null || true
+    if [[ -f "$ROOT/pilots.pids" ]]; then  # main.py saves a checkpoint on SIGTERM
+      xargs -r kill -TERM -- <"$ROOT/pilots.pids" 2>/dev/null || true
       rm -f "$ROOT/pilots.pids"; echo "pilots stopped"
     fi
     if [[ -f "$ROOT/fid.pids" ]]; then  # FID workers: their chunks on disk are whole
