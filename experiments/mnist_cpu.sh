@@ -79,6 +79,7 @@ pilot_worker() {
   trap 'stopping=1' TERM
   for run in ${PILOTS//,/ }; do
     [[ -z $stopping ]] || break
+    echo "=== $run to step $PILOT_STEPS"
     args=$(pilot_args "$run")
     # shellcheck disable=SC2086  # the flags are words
     python main.py $args --workdir="$ROOT/$run" --config.training.stop_at_step="$PILOT_STEPS" \
@@ -119,10 +120,10 @@ case "${1:-start}" in
   fid-worker) fid_worker ;;
   pilots)
     for run in ${PILOTS//,/ }; do pilot_args "$run" >/dev/null; done
-    nohup setsid taskset -c "$PILOT_CORE" "$SELF" pilot-worker >>"$ROOT/pilots.log" 2>&1 &
+    log="$ROOT/pilots_$PILOT_CORE.log"
+    nohup setsid taskset -c "$PILOT_CORE" "$SELF" pilot-worker >>"$log" 2>&1 &
     echo "-$!" >>"$ROOT/pilots.pids"
-    echo "pilots on core $PILOT_CORE (pid $!): $PILOTS, $PILOT_STEPS steps each;" \
-      "log: $ROOT/pilots.log" ;;
+    echo "pilots on core $PILOT_CORE (pid $!): $PILOTS, $PILOT_STEPS steps each; log: $log" ;;
   pilot-worker) pilot_worker ;;
   collect-pilots)
     python experiments/collect.py --root="$ROOT" --name=mnist_cpu_pilots --curves \

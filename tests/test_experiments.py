@@ -315,7 +315,7 @@ def test_protocol_pilot_stops_at_its_step_with_its_one_change(tmp_path):
     started = subprocess.run([script, "pilots"], env=env, capture_output=True, text=True,
                              timeout=60)
     assert started.returncode == 0, started.stderr
-    log = tmp_path / "pilots.log"
+    log = tmp_path / "pilots_0.log"
     for _ in range(600):
         if log.exists() and "Stopped at step 1 of 2" in log.read_text():
             break
