@@ -147,10 +147,8 @@ def load_runs(root: str, patterns=("*",)) -> dict:
     prior's bound where eval/w_prior.json is, the FIDs of `sample_fids` (which replace the
     evaluation's own), and the paired difference to the unconditional run (`paired_to_uncond`)."""
     runs = {}
-    for path in sorted(glob.glob(os.path.join(root, "*", "eval", "metrics.json"))):
-        workdir = os.path.dirname(os.path.dirname(path))
-        if os.path.islink(workdir) or not curves.selected(os.path.basename(workdir), patterns):
-            continue
+    for workdir in curves.workdirs(root, os.path.join("eval", "metrics.json"), patterns):
+        path = os.path.join(workdir, "eval", "metrics.json")
         with open(path) as f:
             metrics = json.load(f)
         prior_path = os.path.join(os.path.dirname(path), "w_prior.json")
@@ -159,7 +157,7 @@ def load_runs(root: str, patterns=("*",)) -> dict:
                 prior = json.load(f)
             metrics.update({k: prior[k] for k in PRIOR_KEYS if k in prior})
         metrics.update(sample_fids(os.path.dirname(path)))
-        runs[os.path.basename(os.path.dirname(os.path.dirname(path)))] = metrics
+        runs[os.path.basename(workdir)] = metrics
     paired_to_uncond(root, runs)
     fid_to_uncond(runs)
     return runs

@@ -32,19 +32,24 @@ def series(rows: List[dict], key: str):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def selected(name: str, patterns: Sequence[str]) -> bool:
-    """True when the run folder's name matches one of the shell patterns (e.g. 'pilot_*')."""
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+def workdirs(root: str, holding: str, patterns: Sequence[str] = ("*",)) -> List[str]:
+    """The run folders root/<name> that hold the file `holding` (e.g. "metrics.jsonl") and whose
+    name matches one of the shell patterns (e.g. 'pilot_*'), sorted; a symlinked folder is an
+    alias of another and is skipped."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(root, "*", holding))):
+        workdir = path[:-len(holding)].rstrip(os.sep)
+        name = os.path.basename(workdir)
+        if not os.path.islink(workdir) and any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            found.append(workdir)
+    return found
 
 
 def progress(root: str, patterns: Sequence[str] = ("*",)) -> Dict[str, dict]:
     """name -> {'step', 'cpu_hours', 'eval_step', and the last eval/... values} per workdir
     whose name matches `patterns` (a symlinked workdir is an alias of another and is skipped)."""
     runs = {}
-    for path in sorted(glob.glob(os.path.join(root, "*", "metrics.jsonl"))):
-        workdir = os.path.dirname(path)
-        if os.path.islink(workdir) or not selected(os.path.basename(workdir), patterns):
-            continue
+    for workdir in workdirs(root, "metrics.jsonl", patterns):
         rows = read_metrics(workdir)
         train = [r for r in rows if "train/cpu_seconds" in r]
         evals = [r for r in rows if "eval/bpd" in r]
