@@ -325,4 +325,4 @@ def test_protocol_pilot_stops_at_its_step_with_its_one_change(tmp_path):
     with open(tmp_path / "pilot_mvdm" / "config.json") as f:
         config = json.load(f)["config"]
     assert config["model"]["sm_ch_mult"] == [1] and config["model"]["sm_n_layer"] == 4
-    assert config["optimizer"]["learning_rate"] == 5e-4  # the protocol's, unchanged
+    assert config["optimizer"]["learning_rate"] == 5e-4  # the lr it was made with
