@@ -13,8 +13,9 @@ Phases, each bounded so that the whole ends within --budget-s (480 s):
    has no network) for --train-s seconds, then SIGTERM, on which it saves a checkpoint and
    stops; steps/s come from its metrics.jsonl, input pipeline, checkpoints (every 500 steps)
    and periodic evaluation (every 1,000) included;
-4. sampling: 1,000 images at T = 1000 from that checkpoint's EMA parameters in one call,
-   images/s with the compile apart.
+4. sampling: 1,000 images at T = 1000 from that checkpoint's EMA parameters, in 4 calls of
+   250 to one compiled sampler, images/s with the compile apart (after each call, so that a
+   phase cut by its time limit still reports a rate).
 Writes to $OUT (or --out): gpu_check.json (everything), gpu_check.md (a summary), bench.md,
 bench.log, train.log, sample.log and samples.png. A phase that fails or runs out of time is
 reported as such and the others still run; the exit status is 1 when any phase failed.
@@ -59,6 +60,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--sample-child", default=None, help=argparse.SUPPRESS)  # workdir
     p.add_argument("--samples", type=int, default=1000, help=argparse.SUPPRESS)
     p.add_argument("--sample-steps", type=int, default=1000, help=argparse.SUPPRESS)
+    p.add_argument("--sample-chunks", type=int, default=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for name, full, quick in (("budget_s", 480.0, 3600.0), ("bench_s", 150.0, 1500.0),
                               ("train_s", 170.0, 1500.0)):
@@ -186,7 +188,9 @@ def training_summary(metrics_path: str) -> dict:
 
 def sample_child(args):
     """In this process: sample args.samples images at T = args.sample_steps from the run in
-    args.sample_child (its EMA params; fresh ones if it has no checkpoint); one JSON line."""
+    args.sample_child (its EMA params; fresh ones if it has no checkpoint), in
+    args.sample_chunks calls of one compiled sampler; a JSON line after each call, so that a
+    phase stopped at its time limit still reports the rate of the calls it finished."""
     import jax
     import numpy as np
 
@@ -202,28 +206,40 @@ def sample_child(args):
         _, config = load_run_config(args.sample_child)
         params, source = init_params(config, jax.random.PRNGKey(0))["params"], "fresh init"
     variables = {"params": params}
-    n, steps = args.samples, args.sample_steps
+    n, steps, chunks = args.samples, args.sample_steps, args.sample_chunks
+    if n % chunks:
+        raise SystemExit(f"--samples={n} is not a multiple of --sample-chunks={chunks}.")
+    per_call = n // chunks
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     z = jax.random.normal(keys[0], (n,) + tuple(config.image_shape))
     w = jax.random.normal(keys[1], (n, config.w_dim)) if config.conditional else None
     start = time.perf_counter()
-    reverse = sampling.reverse_steps.lower(variables, z, w, keys[2], config=config,
-                                           num_steps=steps, start=0, stop=steps).compile()
-    decode = sampling.decode_z0.lower(variables, z, keys[2], config=config).compile()
+    reverse = sampling.reverse_steps.lower(
+        variables, z[:per_call], None if w is None else w[:per_call], keys[2], config=config,
+        num_steps=steps, start=0, stop=steps).compile()
+    decode = sampling.decode_z0.lower(variables, z[:per_call], keys[2], config=config).compile()
     compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    images = np.asarray(decode(variables, reverse(variables, z, w, keys[2]), keys[2]))
-    seconds = time.perf_counter() - start
-    save_png(os.path.join(args.out, "samples.png"), image_grid(images[:64], 8))
-    print(json.dumps({"params": source, "images": n, "T": steps, "compile_s": compile_s,
-                      "seconds": seconds, "images_per_s": n / seconds,
-                      "backend": jax.default_backend()}), flush=True)
+    seconds = 0.0
+    for done in range(per_call, n + 1, per_call):
+        part = slice(done - per_call, done)
+        start = time.perf_counter()
+        z_0 = reverse(variables, z[part], None if w is None else w[part], keys[2])
+        images = np.asarray(decode(variables, z_0, keys[2]))
+        seconds += time.perf_counter() - start
+        if done == per_call:
+            save_png(os.path.join(args.out, "samples.png"), image_grid(images[:64], 8))
+        print(json.dumps({"params": source, "images": n, "images_done": done,
+                          "images_per_call": per_call, "T": steps, "compile_s": compile_s,
+                          "seconds": seconds, "images_per_s": done / seconds,
+                          "backend": jax.default_backend()}), flush=True)
 
 
 def sample(args, workdir: str, seconds: float) -> dict:
-    n, steps = (16, 10) if args.quick else (args.samples, args.sample_steps)
+    n, steps, chunks = (16, 10, 2) if args.quick else (args.samples, args.sample_steps,
+                                                       args.sample_chunks)
     argv = [sys.executable, os.path.abspath(__file__), "--sample-child", workdir, "--out",
-            args.out, "--samples", str(n), "--sample-steps", str(steps)]
+            args.out, "--samples", str(n), "--sample-steps", str(steps), "--sample-chunks",
+            str(chunks)]
     log = os.path.join(args.out, "sample.log")
     result = run_for(argv, seconds, log, grace_s=5.0)
     with open(log) as f:
@@ -269,7 +285,10 @@ def summary_markdown(report: dict) -> str:
               f"{_fmt(t.get('last_eval_bpd'), '{:.3f}')}.", "",
               "## Sampling", "",
               f"{s.get('images')} images at T = {s.get('T')} from the {s.get('params', '?')} "
-              f"parameters: {_fmt(s.get('seconds'), '{:.1f}')} s, "
+              f"parameters, {s.get('images_per_call')} per call"
+              + (f" ({s['images_done']} done when the time limit stopped it)"
+                 if s.get("images_done", s.get("images")) != s.get("images") else "")
+              + f": {_fmt(s.get('seconds'), '{:.1f}')} s, "
               f"{_fmt(s.get('images_per_s'), '{:.1f}')} images/s (compile "
               f"{_fmt(s.get('compile_s'), '{:.0f}')} s apart; stopped: {s.get('stopped')}). "
               "64 of them: samples.png."]

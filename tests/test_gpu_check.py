@@ -49,9 +49,11 @@ def test_quick_check_runs_every_phase_and_writes_what_the_device_sends_back(tmp_
     assert train["evals"] >= 1 and train["steps_per_s_after_first_window"] > 0
     sample = report["sample"]
     assert (sample["params"], sample["images"], sample["T"]) == ("checkpoint", 16, 10)
+    assert (sample["images_done"], sample["images_per_call"]) == (16, 8)
     assert sample["images_per_s"] > 0
     md = (out / "gpu_check.md").read_text()
     assert "| mvdm | oe | bfloat16 |" in md and "16 images at T = 10" in md
+    assert "done when the time limit stopped it" not in md
     assert "| mvdm | oe | float32 |" in (out / "bench.md").read_text()
 
 

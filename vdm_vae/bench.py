@@ -384,14 +384,20 @@ def run_all(args) -> List[dict]:
                 if late:
                     proc.kill()
                 if proc.poll() is not None:
-                    done[job] = _finish(job, running.pop(job), late)
+                    done[job] = _labelled(job, _finish(job, running.pop(job), late))
                     print(json.dumps(done[job]), flush=True)
             for job in waiting if late else ():
-                done[job] = {"skipped": "time limit"}
+                done[job] = _labelled(job, {"skipped": "time limit"})
+                print(json.dumps(done[job]), flush=True)
             time.sleep(0.05)
-    return [dict(zip(("size", "encoder", "compute_dtype"), j.split(":")), **done[j])
-            if "skipped" in done[j] else done[j] for j in jobs
-            if not (j.startswith("calibrate:") and "skipped" in done[j])]
+    return [done[j] for j in jobs if not (j.startswith("calibrate:") and "skipped" in done[j])]
+
+
+def _labelled(job: str, row: dict) -> dict:
+    """A skipped row named by its job's size, encoder and dtype; other rows as they are."""
+    if "skipped" not in row or job.startswith("calibrate:"):
+        return row
+    return dict(zip(("size", "encoder", "compute_dtype"), job.split(":")), **row)
 
 
 def main(argv: Optional[List[str]] = None):
