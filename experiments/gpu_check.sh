@@ -11,7 +11,7 @@
 #
 #   python experiments/gpu_check.py --prepare
 #
-# then the device tool's run, with carry [".gpu"] and timeout_s 560:
+# then the device tool's run, with carry [".gpu"] and timeout_s 600 (the check takes about 9 minutes):
 #
 #   experiments/gpu_check.sh
 #

@@ -76,6 +76,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--plain-env", action="store_true", help="run the children without "
                    "vdm_vae/cpu_env.py's settings")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # "size:encoder:dtype"
+    p.add_argument("--flops-only", action="store_true", help=argparse.SUPPRESS)  # with --one
     return p.parse_args(argv)
 
 
@@ -181,9 +182,7 @@ def _train_inputs(model_config, config, substeps: int):
 
 
 def bench_train(model_config, config, args) -> dict:
-    """Compile time, step time, images/s, FLOPs and XLA's temp memory of the train step."""
-    import dataclasses
-
+    """Compile time, step time, images/s and XLA's temp memory of the train step."""
     import jax
 
     step, state, images, rng = _train_inputs(model_config, config, args.substeps)
@@ -202,11 +201,6 @@ def bench_train(model_config, config, args) -> dict:
         per_step = [t / args.substeps for t in timed(one_call, args.repeats)]
     out.update(_stats("train_step", per_step))
     out["images_per_s"] = args.batch / out["train_step_median_s"]
-    # XLA counts a loop body once (a substeps scan, per-example attention's lax.map): FLOPs
-    # of one step with batched attention, from the lowered program, for every row alike.
-    batched = dataclasses.replace(model_config, attention_impl="batched")
-    b_step, b_state, b_images, b_rng = _train_inputs(batched, config, 1)
-    out["train_flops"] = _flops(b_step.lower(b_state, b_images, b_rng))
     memory = compiled.memory_analysis()
     out["xla_temp_mb"] = getattr(memory, "temp_size_in_bytes", 0) / 2**20 if memory else None
     return out
@@ -220,7 +214,6 @@ def _resolved(model_config) -> str:
 
 def bench_sampling(model_config, args) -> dict:
     """Per reverse step time over `sample_steps` steps of a T = 1000 run, and the batch."""
-    import dataclasses
 
     import jax
 
@@ -250,11 +243,42 @@ def bench_sampling(model_config, args) -> dict:
         decode_s = min(timed(lambda: jax.block_until_ready(decode(variables, z)), 3))
     out["sample_T1000_s"] = out["reverse_step_median_s"] * T_SAMPLING + decode_s
     out["sample_T1000_extrapolated"] = steps < T_SAMPLING
+    return out
+
+
+def count_flops(model_config, config, batch: int) -> dict:
+    """FLOPs of one train step and one reverse step at `batch`, from XLA's cost analysis of
+    the lowered programs with batched attention, for every row alike (XLA counts a loop body,
+    a substeps scan or per-example attention's lax.map, once)."""
+    import dataclasses
+
+    import jax
+
+    from vdm_vae.model import VDMVAE, init_params
+
     batched = dataclasses.replace(model_config, attention_impl="batched")
+    step, state, images, rng = _train_inputs(batched, config, 1)
+    variables = jax.eval_shape(lambda: init_params(batched, jax.random.PRNGKey(0)))
+    z = jax.ShapeDtypeStruct((batch,) + batched.image_shape, jax.numpy.float32)
+    w = (jax.ShapeDtypeStruct((batch, batched.w_dim), jax.numpy.float32)
+         if batched.conditional else None)
     one = jax.jit(lambda v, z, w: VDMVAE(batched).apply(
         v, 0, T_SAMPLING, z, w, jax.random.PRNGKey(3), method=VDMVAE.reverse_step))
-    out["reverse_step_flops"] = _flops(one.lower(variables, z, w))
-    return out
+    return {"train_flops": _flops(step.lower(state, images, rng)),
+            "reverse_step_flops": _flops(one.lower(variables, z, w))}
+
+
+def flops_on_cpu(job: str, args) -> dict:
+    """count_flops of `job` ("size:encoder:dtype") in a child on the CPU backend, for
+    backends whose cost analysis gives none (a GPU's, with jax 0.11): the count is the
+    program's, not the device's."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run(_child_argv(args, job) + ["--flops-only"], env=env,
+                         capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode or not lines:
+        return {"flops_error": (out.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+    return dict(json.loads(lines[-1]), flops_counted_on="cpu")
 
 
 def run_one(size: str, encoder: str, dtype: str, args) -> dict:
@@ -270,6 +294,9 @@ def run_one(size: str, encoder: str, dtype: str, args) -> dict:
            "image_shape": list(model_config.image_shape), "backend": jax.default_backend()}
     row.update(bench_train(model_config, config, args))
     row.update(bench_sampling(model_config, args))
+    row.update(count_flops(model_config, config, args.batch))
+    if row["backend"] != "cpu" and not (row["train_flops"] and row["reverse_step_flops"]):
+        row.update(flops_on_cpu(f"{size}:{encoder}:{dtype}", args))
     for kind, flops_key, time_key in (("train", "train_flops", "train_step_median_s"),
                                       ("sample", "reverse_step_flops", "reverse_step_median_s")):
         if row.get(flops_key):
@@ -402,6 +429,11 @@ def _labelled(job: str, row: dict) -> dict:
 
 def main(argv: Optional[List[str]] = None):
     args = parse_args(argv)
+    if args.one and args.flops_only:
+        size, encoder, dtype = args.one.split(":")
+        model_config, config = _configs(size, encoder, dtype, args)
+        print(json.dumps(count_flops(model_config, config, args.batch)), flush=True)
+        return
     if args.one:
         size, encoder, dtype = args.one.split(":")
         row = calibrate() if size == "calibrate" else run_one(size, encoder, dtype, args)

@@ -59,7 +59,9 @@ def markdown(rows: List[dict], info: dict, command: str, peak_tflops: float = No
         f"Batch {measured[0].get('batch')}, {shape}. Train and reverse step: median and minimum "
         f"over repeated runs, compile apart. Sampling a batch at T = 1000 is {steps} reverse "
         "steps timed and scaled to 1000 where marked extrapolated, plus the decoding of z_0. "
-        "FLOPs: XLA cost analysis of one lowered step with batched attention."]
+        "FLOPs: XLA cost analysis of one lowered step with batched attention"
+        + (", counted on the CPU backend (this backend's analysis gives none)."
+           if any(r.get("flops_counted_on") == "cpu" for r in measured) else ".")]
     if peak_tflops:
         lines[-1] += (f" MFU: those FLOPs per second over a peak of {peak_tflops:g} TFLOP/s "
                       "for every row, whatever its dtype.")
