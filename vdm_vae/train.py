@@ -225,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     cpu = CpuClock(cpu_seconds_before(workdir, step))
 
     # --- Loop.
-    last_step = t.stop_at_step or t.num_steps_train
+    last_step = _last_step(t)
     substeps = resolve_substeps(t.substeps, (t.num_steps_train, t.steps_per_logging,
                                              t.steps_per_eval, t.steps_per_save, last_step))
     train_step = make_train_step(model_config, tx, config.optimizer.ema_rate,
@@ -297,6 +297,11 @@ def cpu_seconds_before(workdir: str, step: int) -> float:
                default=0.0)
 
 
+def _last_step(t) -> int:
+    """The step this call of train() ends at: training.stop_at_step, else num_steps_train."""
+    return t.stop_at_step or t.num_steps_train
+
+
 def _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu):
     """Fetches the metrics since the last flush, stops on non-finite values, logs them."""
     if not history:
@@ -318,7 +323,7 @@ def _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu):
     writer.write_scalars(step, scalars)
     writer.flush()
     short = {k.split("/", 1)[1]: v for k, v in scalars.items()}
-    say(format_progress(step, t.stop_at_step or t.num_steps_train, short, steps_per_sec,
+    say(format_progress(step, _last_step(t), short, steps_per_sec,
                         t.batch_size_train))
     return []
 
