@@ -32,7 +32,8 @@ cd "$(dirname "$0")/.."
 ROOT=${ROOT:-${VDM_VAE_RUNS:-$HOME/.cache/vdm_vae/runs}/mnist_cpu}
 CONFIGS=${CONFIGS:-mnist_cpu_uncond,mnist_cpu,mnist_cpu_ungated,mnist_cpu_b1,mnist_cpu_b1e4}
 JOBS=${JOBS:-2}
-EVAL_ARGS=${EVAL_ARGS:-}
+# FID comes from `fid` (T = 100, one worker per core), not from the evaluation (T = 250, one core).
+EVAL_ARGS=${EVAL_ARGS:---config.eval.num_fid_samples=0}
 FID_SAMPLES=${FID_SAMPLES:-5000}
 FID_STEPS=${FID_STEPS:-100}
 PILOTS=${PILOTS:-pilot_mvdm,pilot_lr1e-3,pilot_lr2e-4}
