@@ -119,8 +119,8 @@ def mnist_cpu(encoder: bool, arg: str = None) -> ml_collections.ConfigDict:
     per level, Fourier features, no dropout) and, with `encoder`, a small encoder that
     downsamples likewise to 7 x 7 (w_dim 32); batch 64, AdamW peak lr 2e-3 decayed linearly to
     0 over 5,000 steps (the pilots of experiments/results/mnist_cpu_pilots.md: 2e-3 learns the
-    bound twice as fast per CPU-hour as the former 5e-4); the bound, beta = 1, unchanged. The faithful full-resolution U-Nets
-    (mvdm, tvdm, svdm) stay the default of the study's grid.
+    bound twice as fast per CPU-hour as the former 5e-4); the bound, beta = 1, unchanged. The
+    faithful full-resolution U-Nets (mvdm, tvdm, svdm) stay the default of the study's grid.
     """
     config = base_config()
     config.name = "mnist_cpu" if encoder else "mnist_cpu_uncond"
