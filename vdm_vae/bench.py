@@ -368,7 +368,7 @@ def _row(job: str, returncode: int, stdout: str, stderr: str) -> dict:
     if returncode or not lines:
         print(f"bench {job} failed:\n{stderr[-3000:]}", file=sys.stderr, flush=True)
         last = (stderr.strip().splitlines() or ["no output"])[-1]
-        return {"skipped": f"failed ({last[:120]})"}
+        return _skipped(job, f"failed ({last[:120]})")
     size, encoder, _ = job.split(":")
     row = json.loads(lines[-1])
     return dict(row, calibration=encoder) if size == "calibrate" else row
@@ -389,7 +389,7 @@ def _finish(job: str, proc: subprocess.Popen, late: bool) -> dict:
         texts.append(f.read())
         f.close()
     if late and proc.returncode:
-        return {"skipped": "time limit"}
+        return _skipped(job, "time limit")
     return _row(job, proc.returncode, *texts)
 
 
@@ -411,20 +411,21 @@ def run_all(args) -> List[dict]:
                 if late:
                     proc.kill()
                 if proc.poll() is not None:
-                    done[job] = _labelled(job, _finish(job, running.pop(job), late))
+                    done[job] = _finish(job, running.pop(job), late)
                     print(json.dumps(done[job]), flush=True)
             for job in waiting if late else ():
-                done[job] = _labelled(job, {"skipped": "time limit"})
+                done[job] = _skipped(job, "time limit")
                 print(json.dumps(done[job]), flush=True)
             time.sleep(0.05)
     return [done[j] for j in jobs if not (j.startswith("calibrate:") and "skipped" in done[j])]
 
 
-def _labelled(job: str, row: dict) -> dict:
-    """A skipped row named by its job's size, encoder and dtype; other rows as they are."""
-    if "skipped" not in row or job.startswith("calibrate:"):
-        return row
-    return dict(zip(("size", "encoder", "compute_dtype"), job.split(":")), **row)
+def _skipped(job: str, why: str) -> dict:
+    """The row of a job that gave no measurement, named by its size, encoder and dtype (a
+    calibration's by nothing)."""
+    if job.startswith("calibrate:"):
+        return {"skipped": why}
+    return dict(zip(("size", "encoder", "compute_dtype"), job.split(":")), skipped=why)
 
 
 def main(argv: Optional[List[str]] = None):
