@@ -9,7 +9,8 @@
 #   experiments/mnist_cpu.sh start     # starts or resumes every run in the background
 #   experiments/mnist_cpu.sh status    # step, CPU time and last eval of each run
 #   experiments/mnist_cpu.sh stop      # saves a checkpoint in every run and stops
-#   experiments/mnist_cpu.sh fid       # FID of every finished run, one process per core
+#   experiments/mnist_cpu.sh fid       # FID of every finished run, one worker per core of
+#                                      # FID_CORES (default: cores 0 to JOBS-1)
 #   experiments/mnist_cpu.sh collect   # table, curves and figures into experiments/results/
 #   experiments/mnist_cpu.sh pilots    # the pilots of the protocol's choices, on core $PILOT_CORE
 #   experiments/mnist_cpu.sh collect-pilots  # their curves beside mnist_cpu_uncond's
@@ -36,6 +37,7 @@ JOBS=${JOBS:-2}
 EVAL_ARGS=${EVAL_ARGS:---config.eval.num_fid_samples=0}
 FID_SAMPLES=${FID_SAMPLES:-5000}
 FID_STEPS=${FID_STEPS:-100}
+FID_CORES=${FID_CORES:-$(seq -s, 0 $((JOBS - 1)))}  # one FID worker per listed core
 PILOTS=${PILOTS:-pilot_mvdm,pilot_lr1e-3,pilot_lr2e-4}
 PILOT_STEPS=${PILOT_STEPS:-1000}
 PILOT_CORE=${PILOT_CORE:-0}
@@ -115,7 +117,7 @@ case "${1:-start}" in
       rm -f "$ROOT/fid.pids"; echo "FID workers stopped"
     fi ;;
   fid)
-    for ((core = 0; core < JOBS; core++)); do
+    for core in ${FID_CORES//,/ }; do
       nohup setsid taskset -c "$core" "$SELF" fid-worker >>"$ROOT/fid_$core.log" 2>&1 &
       echo "-$!" >>"$ROOT/fid.pids"
       echo "FID worker on core $core (pid $!): $CONFIGS, $FID_SAMPLES samples at T = $FID_STEPS;" \

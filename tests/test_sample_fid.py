@@ -135,3 +135,21 @@ def test_protocol_fid_workers_share_the_sets_of_finished_runs(trained):
     stopped = subprocess.run([script, "stop"], env=env, capture_output=True, text=True,
                              timeout=60)
     assert stopped.returncode == 0 and not os.path.exists(os.path.join(root, "fid.pids"))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="starts a worker on core 1")
+def test_protocol_fid_workers_go_on_the_cores_asked(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, ROOT=str(tmp_path), CONFIGS="not_a_run",
+               FID_CORES="1")
+    script = os.path.join(ROOT, "experiments", "mnist_cpu.sh")
+    started = subprocess.run([script, "fid"], env=env, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.count("FID worker on core") == 1 and "core 1 " in started.stdout
+    log = tmp_path / "fid_1.log"
+    for _ in range(60):
+        if log.exists() and "[not_a_run] not finished" in log.read_text():
+            break
+        time.sleep(1)
+    assert "[not_a_run] not finished" in log.read_text()
+    assert not (tmp_path / "fid_0.log").exists()
+    subprocess.run([script, "stop"], env=env, capture_output=True, text=True, timeout=60)
