@@ -60,6 +60,8 @@ FIGURES = ("samples", "guided", "interpolation", "tsne", "w_usage", "kl_per_dim"
            "samples_learned_prior")
 PRIOR_KEYS = ("bpd_learned_prior", "kl_w_learned_prior_nats", "kl_w_learned_prior_stderr_nats")
 UNCOND_DIFF = "bpd_minus_uncond"  # paired difference to the unconditional run of the same VDM
+# the same with the KL of w to the learned prior (vdm_vae.fit_prior) in place of N(0, I)'s
+LEARNED_DIFF = "bpd_learned_prior_minus_uncond"
 FID_DIFF = "fid_minus_uncond"  # its FID minus the unconditional run's, over blocks of samples
 INTERVAL_COLUMNS = {"probe_linear_acc": "probe_linear_acc_ci",
                     "probe_linear_acc_random": "probe_linear_acc_random_ci",
@@ -88,17 +90,26 @@ def unconditional_baseline(name: str, names) -> Optional[str]:
 
 
 def paired_to_uncond(root: str, runs: dict):
-    """Adds UNCOND_DIFF to each run whose VDM size has an unconditional run in `root`.
+    """Adds UNCOND_DIFF to each run whose VDM size has an unconditional run in `root`, and
+    LEARNED_DIFF where the run's learned prior was fitted.
 
     Uses each run's eval/bound_per_image.npz (`--mode=eval`): the per-image bounds of runs
-    evaluated with the same seed and draws on the same images are paired.
+    evaluated with the same seed and draws on the same images are paired. Under the learned
+    prior each image's bound is its bound with its KL of w to N(0, I) replaced by its KL bound
+    to the prior (eval/w_prior_per_image.npz, `vdm_vae.fit_prior` on the whole test set).
     """
-    per_image = {}
+    per_image, learned = {}, {}
     for name in runs:
         path = os.path.join(root, name, "eval", "bound_per_image.npz")
         if os.path.exists(path):
             with np.load(path) as f:
                 per_image[name] = (int(f["seed"]), int(f["draws"]), f["bpd"])
+                prior_path = os.path.join(root, name, "eval", "w_prior_per_image.npz")
+                if os.path.exists(prior_path) and "bpd_kl_w" in f:
+                    with np.load(prior_path) as p:
+                        kl = p["bpd_kl_w_learned_prior"]
+                    if kl.shape == f["bpd"].shape:
+                        learned[name] = f["bpd"] - f["bpd_kl_w"] + kl
     for name, m in runs.items():
         base = unconditional_baseline(name, per_image)
         if base is None or name not in per_image:
@@ -106,6 +117,8 @@ def paired_to_uncond(root: str, runs: dict):
         (seed, draws, bpd), (seed_u, draws_u, bpd_u) = per_image[name], per_image[base]
         if (seed, draws, bpd.shape) == (seed_u, draws_u, bpd_u.shape):
             m[UNCOND_DIFF] = intervals.paired_difference(bpd, bpd_u)
+            if name in learned:
+                m[LEARNED_DIFF] = intervals.paired_difference(learned[name], bpd_u)
 
 
 def fid_to_uncond(runs: dict):
@@ -243,9 +256,10 @@ def _cell(m: dict, column: str) -> str:
 
 
 def _uncond_cells(m: dict) -> list:
-    diff, fid_diff = m.get(UNCOND_DIFF), m.get(FID_DIFF)
+    diff, learned, fid_diff = m.get(UNCOND_DIFF), m.get(LEARNED_DIFF), m.get(FID_DIFF)
     cells = ["-", "-"] if diff is None else [
         intervals.format_interval(diff), f"{diff['stderr']:.4f} / {diff['unpaired_stderr']:.4f}"]
+    cells.append("-" if learned is None else intervals.format_interval(learned))
     return cells + ["-" if fid_diff is None else
                     f"{intervals.format_interval(fid_diff, 2)} (n={fid_diff['block_size']})"]
 
@@ -253,6 +267,7 @@ def _uncond_cells(m: dict) -> list:
 def table(runs: dict) -> str:
     head = (["config", "step"] + list(COLUMNS)
             + ["bpd - bpd(uncond) [95% CI]", "se paired / unpaired",
+               "bpd_learned_prior - bpd(uncond) [95% CI]",
                "fid - fid(uncond) [95% CI] (block size)"]
             + ["study bpd", "study FID", "study KL"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -363,7 +378,10 @@ def main(argv=None):
             table(runs), "", "bpd - bpd(uncond): the mean paired difference of each image's "
                 "bound to the unconditional run of the same VDM size (same test images, same draws "
                 "of t and noise), with its 95% interval and its standard error next to the "
-                "unpaired one. Probe accuracies: 95% Wilson intervals over the test images. "
+                "unpaired one; bpd_learned_prior - bpd(uncond): the same with each image's KL "
+                "of w to N(0, I) replaced by its KL bound to the learned prior "
+                "(`vdm_vae.fit_prior`, 16 draws of its own per image). Probe accuracies: 95% "
+                "Wilson intervals over the test images. "
                 "fid (n samples at T steps; `vdm_vae.sample_fid`); fid - fid(uncond): the "
                 "difference of the mean FIDs of disjoint blocks of each run's samples (block size "
                 "n, so both FIDs are those of n samples, above the FID of all), with Welch's 95% "

@@ -125,6 +125,10 @@ def test_fit_prior_command_reports_the_bound_under_it(trained):
     assert "fitting the prior" in result.stderr
     assert vdm_vae.load_prior(workdir)[1].w_dim == 8
     assert os.path.exists(os.path.join(workdir, "eval", "samples_learned_prior.png"))
+    with np.load(os.path.join(workdir, "eval", "w_prior_per_image.npz")) as f:
+        kl = f["bpd_kl_w_learned_prior"]
+    assert kl.shape == (16,)
+    np.testing.assert_allclose(kl.mean(), report["bpd_kl_w_learned_prior"], rtol=1e-6)
 
 
 def test_compare_command_pairs_an_encoder_run_with_an_unconditional_one(trained,

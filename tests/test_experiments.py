@@ -190,6 +190,32 @@ def test_protocol_runs_are_paired_with_their_uncond_run(collect, tmp_path):
         np.testing.assert_allclose(runs[name]["bpd_minus_uncond"]["mean"], gap, atol=1e-12)
     assert "bpd_minus_uncond" not in runs["mnist_cpu_uncond"]
     assert "bpd_minus_uncond" not in runs["other_run"]
+    assert "bpd_learned_prior_minus_uncond" not in runs["mnist_cpu"]  # no prior fitted
+
+
+def test_bound_under_the_learned_prior_is_paired_with_the_uncond_run(collect, tmp_path):
+    root = tmp_path / "a"
+    rng = np.random.default_rng(3)
+    noise, kl_std = rng.normal(0.0, 1.0, 200), rng.uniform(0.01, 0.03, 200)
+    kl_learned = 0.5 * kl_std + rng.normal(0.0, 0.001, 200)
+    _write_run(root, "mnist_cpu_uncond", float(np.mean(1.0 + noise)))
+    _write_per_image(root, "mnist_cpu_uncond", 1.0 + noise)
+    _write_run(root, "mnist_cpu", float(np.mean(1.0 + noise + kl_std)))
+    np.savez(root / "mnist_cpu" / "eval" / "bound_per_image.npz", seed=0, draws=1,
+             bpd=1.0 + noise + kl_std, bpd_kl_w=kl_std)
+    np.savez(root / "mnist_cpu" / "eval" / "w_prior_per_image.npz",
+             bpd_kl_w_learned_prior=kl_learned)
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        runs = json.load(f)
+    learned = runs["mnist_cpu"]["bpd_learned_prior_minus_uncond"]
+    np.testing.assert_allclose(learned["mean"], np.mean(kl_learned), rtol=1e-9)
+    np.testing.assert_allclose(runs["mnist_cpu"]["bpd_minus_uncond"]["mean"], np.mean(kl_std),
+                               rtol=1e-9)
+    assert learned["ci_low"] > 0 and learned["ci_high"] < np.mean(kl_std)
+    text = (tmp_path / "results" / "t.md").read_text()
+    assert "bpd_learned_prior - bpd(uncond) [95% CI]" in text
+    assert f"{learned['mean']:.4f} [{learned['ci_low']:.4f}, {learned['ci_high']:.4f}]" in text
     assert collect.unconditional_baseline("mvdm_oe", {"mvdm", "mnist_cpu_uncond"}) == "mvdm"
 
 def _write_fid(root, name: str, prior: str, num: int, steps: int, fid: float, splits=()):

@@ -4,8 +4,10 @@
 
 The KL bound is evaluated on every test image with 16 draws each (--num_test_images,
 --draws) and reported with its standard error. Writes workdir/w_prior/ (parameters),
-workdir/eval/w_prior.json and workdir/eval/samples_learned_prior.png. Run `--mode=eval` first
-to have the bound's other terms.
+workdir/eval/w_prior.json, workdir/eval/w_prior_per_image.npz (each test image's KL bound in
+bits/dim, in the test set's order, which `experiments/collect.py` pairs with `--mode=eval`'s
+per-image bound) and workdir/eval/samples_learned_prior.png. Run `--mode=eval` first to have
+the bound's other terms.
 """
 
 import json
@@ -23,6 +25,15 @@ from vdm_vae.diffusion import bits_per_dim_factor
 from vdm_vae.evaluate import generate, posterior
 from vdm_vae.images import image_grid, save_png
 from vdm_vae.metrics import intervals
+
+PER_IMAGE_FILE = "w_prior_per_image.npz"
+
+
+def _save_npz(path: str, **arrays):
+    """np.savez to path through a temporary file and a rename: never half a file."""
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
 
 
 def define_flags():
@@ -53,6 +64,7 @@ def prior_report(params, prior_params, prior_config, model_config, test_images, 
                  draws: int = 16):
     """KL bound to the learned prior on the test set, with its standard error, and bits/dim.
 
+    Returns: (report dict, each test image's KL bound in bits/dim [N]).
     Raises ValueError if the bound is negative beyond its noise (`check_kl_bound`).
     """
     mean, logvar = posterior(params, test_images, model_config, batch, "encode test")
@@ -62,7 +74,7 @@ def prior_report(params, prior_params, prior_config, model_config, test_images, 
     stats = intervals.mean_interval(kl)
     check_kl_bound(stats)
     k = bits_per_dim_factor(model_config.image_shape)
-    return {"kl_w_learned_prior_nats": stats["mean"],
+    report = {"kl_w_learned_prior_nats": stats["mean"],
             "kl_w_learned_prior_stderr_nats": stats["stderr"],
             "kl_w_learned_prior_ci_nats": [stats["ci_low"], stats["ci_high"]],
             "kl_w_standard_prior_nats": float(kl_std.mean()),
@@ -70,6 +82,7 @@ def prior_report(params, prior_params, prior_config, model_config, test_images, 
             "bpd_kl_w_learned_prior_stderr": stats["stderr"] * k,
             "bpd_kl_w_standard_prior": float(kl_std.mean() * k),
             "kl_num_test_images": len(test_images), "kl_draws": draws}
+    return report, kl * k
 
 
 def main(argv):
@@ -105,8 +118,8 @@ def fit_and_report(config, workdir: str, steps: int, batch_w: int, hidden: int,
     prior_params, history = w_prior.fit(mean, logvar, prior_config, steps, batch_w, rng)
     w_prior.save(os.path.join(workdir, "w_prior"), prior_params, prior_config)
     test_images = dataset.test_images if num_test < 0 else dataset.test_images[:num_test]
-    report = prior_report(params, prior_params, prior_config, model_config, test_images, batch,
-                          jax.random.fold_in(rng, 1), draws)
+    report, kl_bpd = prior_report(params, prior_params, prior_config, model_config, test_images,
+                                  batch, jax.random.fold_in(rng, 1), draws)
     report.update(steps=steps, loss_history_nats=history)
     out_dir = os.path.join(workdir, "eval")
     metrics_path = os.path.join(out_dir, "metrics.json")
@@ -116,6 +129,7 @@ def fit_and_report(config, workdir: str, steps: int, batch_w: int, hidden: int,
         report["bpd_learned_prior"] = (m["bpd"] - m["bpd_kl_w"]
                                        + report["bpd_kl_w_learned_prior"])
     os.makedirs(out_dir, exist_ok=True)
+    _save_npz(os.path.join(out_dir, PER_IMAGE_FILE), bpd_kl_w_learned_prior=kl_bpd)
     samples = generate(params, model_config, 64, 64, config.eval.sample_steps,
                        jax.random.fold_in(rng, 2), w_prior=(prior_params, prior_config))
     save_png(os.path.join(out_dir, "samples_learned_prior.png"), image_grid(samples, 8))
