@@ -169,6 +169,11 @@ def load_runs(root: str, patterns=("*",)) -> dict:
             with open(prior_path) as f:
                 prior = json.load(f)
             metrics.update({k: prior[k] for k in PRIOR_KEYS if k in prior})
+            if ("bpd_learned_prior" not in prior and "bpd_kl_w_learned_prior" in prior
+                    and "bpd_kl_w" in metrics):
+                # the prior was fitted before the evaluation that gives the other terms
+                metrics["bpd_learned_prior"] = (metrics["bpd"] - metrics["bpd_kl_w"]
+                                                + prior["bpd_kl_w_learned_prior"])
         metrics.update(sample_fids(os.path.dirname(path)))
         runs[os.path.basename(workdir)] = metrics
     paired_to_uncond(root, runs)

@@ -88,6 +88,18 @@ def test_learned_prior_bound_and_figures_are_collected(collect, tmp_path):
     assert "| 1.3750 |" in (tmp_path / "results" / "t.md").read_text()
 
 
+def test_learned_prior_bound_of_a_prior_fitted_before_the_evaluation(collect, tmp_path):
+    workdir = tmp_path / "a" / "mnist_cpu"
+    os.makedirs(workdir / "eval")
+    with open(workdir / "eval" / "metrics.json", "w") as f:
+        json.dump({"step": 10, "bpd": 1.5, "bpd_kl_w": 0.25}, f)
+    with open(workdir / "eval" / "w_prior.json", "w") as f:  # no bpd_learned_prior in it
+        json.dump({"bpd_kl_w_learned_prior": 0.125, "kl_w_learned_prior_nats": 8.0}, f)
+    collect.main(["--root", str(tmp_path / "a"), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        assert json.load(f)["mnist_cpu"]["bpd_learned_prior"] == 1.375
+
+
 def _load(name):
     spec = importlib.util.spec_from_file_location(
         name, os.path.join(ROOT, "experiments", f"{name}.py"))
