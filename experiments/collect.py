@@ -49,9 +49,13 @@ STUDY = {
     "mvdm_oepp": (1.13523, 101, 0), "mvdm_oe": (1.15056, 118, 0), "mvdm_se": (1.15433, 120, 0),
     "mvdm_te": (1.16660, 131, 0), "mvdm_ue": (1.13258, 187, None), "mvdm": (1.10882, 90, None),
 }
-COLUMNS = ("bpd", "bpd_stderr", "fid", "fid_learned_prior", "kl_w_nats", "active_units",
-           "mutual_info_nats", "probe_linear_acc", "probe_linear_acc_random",
-           "probe_linear_acc_pixels", "probe_linear_acc_pca", "bpd_learned_prior")
+# The results' three tables: the bound, the samples and the code w (probes on mu(x) beside a
+# random encoder's, the pixels' and their top principal components').
+BOUND_COLUMNS = ("bpd", "bpd_stderr", "bpd_learned_prior")
+SAMPLE_COLUMNS = ("fid", "fid_learned_prior")
+CODE_COLUMNS = ("kl_w_nats", "kl_w_learned_prior_nats", "active_units", "mutual_info_nats") + tuple(
+    f"probe_{kind}_acc{of}" for kind in ("linear", "knn")
+    for of in ("", "_random", "_pixels", "_pca"))
 ENCODER_ORDER = ("oepp", "oe", "se", "te", "ue", "none")
 LOG_SCALE = ("kl_w_nats",)  # UE's KL is hundreds of times the others
 
@@ -63,11 +67,6 @@ UNCOND_DIFF = "bpd_minus_uncond"  # paired difference to the unconditional run o
 # the same with the KL of w to the learned prior (vdm_vae.fit_prior) in place of N(0, I)'s
 LEARNED_DIFF = "bpd_learned_prior_minus_uncond"
 FID_DIFF = "fid_minus_uncond"  # its FID minus the unconditional run's, over blocks of samples
-INTERVAL_COLUMNS = {"probe_linear_acc": "probe_linear_acc_ci",
-                    "probe_linear_acc_random": "probe_linear_acc_random_ci",
-                    "probe_linear_acc_pixels": "probe_linear_acc_pixels_ci",
-                    "probe_linear_acc_pca": "probe_linear_acc_pca_ci"}
-
 
 def unconditional_baseline(name: str, names) -> Optional[str]:
     """The unconditional run among `names` that run `name` is compared with, or None.
@@ -169,6 +168,8 @@ def load_runs(root: str, patterns=("*",)) -> dict:
             with open(prior_path) as f:
                 prior = json.load(f)
             metrics.update({k: prior[k] for k in PRIOR_KEYS if k in prior})
+            if "kl_w_learned_prior_ci_nats" in prior:
+                metrics["kl_w_learned_prior_nats_ci"] = prior["kl_w_learned_prior_ci_nats"]
             if ("bpd_learned_prior" not in prior and "bpd_kl_w_learned_prior" in prior
                     and "bpd_kl_w" in metrics):
                 # the prior was fitted before the evaluation that gives the other terms
@@ -248,39 +249,55 @@ def versions() -> str:
 
 
 def _cell(m: dict, column: str) -> str:
-    """A table cell: the value, with its 95% interval or sample count where the run has one."""
+    """A table cell: the value, with its 95% interval (`<column>_ci`) or sample count where
+    the run has one."""
     value = m.get(column)
     if column in ("fid", "fid_learned_prior") and value is not None:
         samples = m.get(f"{column}_samples", m.get("num_fid_samples"))
         steps = m.get(f"{column}_steps", m.get("sample_steps"))
         return f"{_fmt(value)} (n={samples}, T={steps})"
-    ci = m.get(INTERVAL_COLUMNS.get(column, ""))
+    ci = m.get(f"{column}_ci")
     if value is not None and ci is not None:
         return intervals.format_interval({"mean": value, "ci_low": ci[0], "ci_high": ci[1]}, 3)
     return _fmt(value)
 
 
-def _uncond_cells(m: dict) -> list:
-    diff, learned, fid_diff = m.get(UNCOND_DIFF), m.get(LEARNED_DIFF), m.get(FID_DIFF)
-    cells = ["-", "-"] if diff is None else [
-        intervals.format_interval(diff), f"{diff['stderr']:.4f} / {diff['unpaired_stderr']:.4f}"]
-    cells.append("-" if learned is None else intervals.format_interval(learned))
-    return cells + ["-" if fid_diff is None else
-                    f"{intervals.format_interval(fid_diff, 2)} (n={fid_diff['block_size']})"]
+def _diff_cell(diff: Optional[dict], digits: int = 4) -> str:
+    return "-" if diff is None else intervals.format_interval(diff, digits)
+
+
+def _markdown(head: list, rows: list) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def table(runs: dict) -> str:
-    head = (["config", "step"] + list(COLUMNS)
-            + ["bpd - bpd(uncond) [95% CI]", "se paired / unpaired",
-               "bpd_learned_prior - bpd(uncond) [95% CI]",
-               "fid - fid(uncond) [95% CI] (block size)"]
-            + ["study bpd", "study FID", "study KL"])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, m in runs.items():
-        study = STUDY.get(name, (None, None, None))
-        row = [name, _fmt(m.get("step"))] + [_cell(m, c) for c in COLUMNS] + _uncond_cells(m)
-        lines.append("| " + " | ".join(row + [_fmt(s) for s in study]) + " |")
-    return "\n".join(lines)
+    """The three tables (bound, samples, code w), one row per run, the study's value last."""
+    study = {name: STUDY.get(name, (None, None, None)) for name in runs}
+    first = lambda name, m: [name, _fmt(m.get("step"))]  # noqa: E731
+    bound = _markdown(
+        ["config", "step"] + list(BOUND_COLUMNS) + [
+            "bpd - bpd(uncond) [95% CI]", "se paired / unpaired",
+            "bpd_learned_prior - bpd(uncond) [95% CI]", "study bpd"],
+        [first(n, m) + [_cell(m, c) for c in BOUND_COLUMNS] + [
+            _diff_cell(m.get(UNCOND_DIFF)),
+            "-" if UNCOND_DIFF not in m else
+            f"{m[UNCOND_DIFF]['stderr']:.4f} / {m[UNCOND_DIFF]['unpaired_stderr']:.4f}",
+            _diff_cell(m.get(LEARNED_DIFF)), _fmt(study[n][0])] for n, m in runs.items()])
+    samples = _markdown(
+        ["config", "step"] + list(SAMPLE_COLUMNS) + [
+            "fid - fid(uncond) [95% CI] (block size)", "study FID"],
+        [first(n, m) + [_cell(m, c) for c in SAMPLE_COLUMNS] + [
+            "-" if FID_DIFF not in m else
+            f"{_diff_cell(m[FID_DIFF], 2)} (n={m[FID_DIFF]['block_size']})",
+            _fmt(study[n][1])] for n, m in runs.items()])
+    code = _markdown(
+        ["config", "step"] + list(CODE_COLUMNS) + ["linear: mu(x) - pixels [95% CI]", "study KL"],
+        [first(n, m) + [_cell(m, c) for c in CODE_COLUMNS] + [
+            _diff_cell(m.get("probe_linear_diff_trained_pixels"), 3), _fmt(study[n][2])]
+         for n, m in runs.items()])
+    return "\n\n".join([f"The bound (bits/dim):\n\n{bound}", f"Samples:\n\n{samples}",
+                         f"The code w (nats; probe accuracies on the test set):\n\n{code}"])
 
 
 def _is_grid(runs: dict) -> bool:
@@ -386,8 +403,9 @@ def main(argv=None):
                 "unpaired one; bpd_learned_prior - bpd(uncond): the same with each image's KL "
                 "of w to N(0, I) replaced by its KL bound to the learned prior "
                 "(`vdm_vae.fit_prior`, 16 draws of its own per image). Probe accuracies: 95% "
-                "Wilson intervals over the test images. "
-                "fid (n samples at T steps; `vdm_vae.sample_fid`); fid - fid(uncond): the "
+                "Wilson intervals over the test images; mu(x) - pixels: the paired difference of "
+                "the linear probes' accuracies, image by image. fid (n samples at T steps; "
+                "`vdm_vae.sample_fid`); fid - fid(uncond): the "
                 "difference of the mean FIDs of disjoint blocks of each run's samples (block size "
                 "n, so both FIDs are those of n samples, above the FID of all), with Welch's 95% "
                 "interval.", "",

@@ -172,7 +172,9 @@ def test_paired_difference_to_the_unconditional_run_and_probe_intervals(collect,
     with open(root / "mvdm_oe" / "eval" / "metrics.json", "w") as f:
         json.dump({"step": 10, "bpd": float(np.mean(1.0 + noise + gap)), "fid": 12.5,
                    "num_fid_samples": 1000, "sample_steps": 250, "probe_linear_acc": 0.75,
-                   "probe_linear_acc_ci": [0.72, 0.78]}, f)
+                   "probe_linear_acc_ci": [0.72, 0.78], "probe_knn_acc_pixels": 0.96875,
+                   "probe_linear_diff_trained_pixels": {"mean": 0.025, "ci_low": 0.0121,
+                                                        "ci_high": 0.0379}}, f)
     collect.main(["--root", str(root), "--name", "t", "--command", "c"])
     with open(tmp_path / "results" / "t.json") as f:
         runs = json.load(f)
@@ -185,6 +187,11 @@ def test_paired_difference_to_the_unconditional_run_and_probe_intervals(collect,
     assert "bpd - bpd(uncond) [95% CI]" in text
     assert f"{diff['mean']:.4f} [{diff['ci_low']:.4f}, {diff['ci_high']:.4f}]" in text
     assert "0.750 [0.720, 0.780]" in text and "12.5000 (n=1000, T=250)" in text
+    bound, samples, code = text.split("The bound (bits/dim):")[1].split("\n\n")[1:6:2]
+    assert "| mvdm_oe | 10 |" in bound and "12.5000" not in bound
+    assert "| mvdm_oe | 10 | 12.5000 (n=1000, T=250) |" in samples
+    row = next(line for line in code.splitlines() if line.startswith("| mvdm_oe "))
+    assert "| 0.9688 |" in row and row.endswith("| 0.025 [0.012, 0.038] | 0 |")  # study KL 0
 
 
 
