@@ -271,31 +271,44 @@ def _markdown(head: list, rows: list) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def _step(name: str, m: dict) -> list:
+    return [name, _fmt(m.get("step"))]
+
+
+def _bound_row(name: str, m: dict) -> list:
+    diff = m.get(UNCOND_DIFF)
+    se = "-" if diff is None else f"{diff['stderr']:.4f} / {diff['unpaired_stderr']:.4f}"
+    return (_step(name, m) + [_cell(m, c) for c in BOUND_COLUMNS]
+            + [_diff_cell(diff), se, _diff_cell(m.get(LEARNED_DIFF)),
+               _fmt(STUDY.get(name, (None,) * 3)[0])])
+
+
+def _sample_row(name: str, m: dict) -> list:
+    diff = m.get(FID_DIFF)
+    cell = "-" if diff is None else f"{_diff_cell(diff, 2)} (n={diff['block_size']})"
+    return (_step(name, m) + [_cell(m, c) for c in SAMPLE_COLUMNS]
+            + [cell, _fmt(STUDY.get(name, (None,) * 3)[1])])
+
+
+def _code_row(name: str, m: dict) -> list:
+    return (_step(name, m) + [_cell(m, c) for c in CODE_COLUMNS]
+            + [_diff_cell(m.get("probe_linear_diff_trained_pixels"), 3),
+               _fmt(STUDY.get(name, (None,) * 3)[2])])
+
+
 def table(runs: dict) -> str:
     """The three tables (bound, samples, code w), one row per run, the study's value last."""
-    study = {name: STUDY.get(name, (None, None, None)) for name in runs}
-    first = lambda name, m: [name, _fmt(m.get("step"))]  # noqa: E731
-    bound = _markdown(
-        ["config", "step"] + list(BOUND_COLUMNS) + [
-            "bpd - bpd(uncond) [95% CI]", "se paired / unpaired",
-            "bpd_learned_prior - bpd(uncond) [95% CI]", "study bpd"],
-        [first(n, m) + [_cell(m, c) for c in BOUND_COLUMNS] + [
-            _diff_cell(m.get(UNCOND_DIFF)),
-            "-" if UNCOND_DIFF not in m else
-            f"{m[UNCOND_DIFF]['stderr']:.4f} / {m[UNCOND_DIFF]['unpaired_stderr']:.4f}",
-            _diff_cell(m.get(LEARNED_DIFF)), _fmt(study[n][0])] for n, m in runs.items()])
-    samples = _markdown(
-        ["config", "step"] + list(SAMPLE_COLUMNS) + [
-            "fid - fid(uncond) [95% CI] (block size)", "study FID"],
-        [first(n, m) + [_cell(m, c) for c in SAMPLE_COLUMNS] + [
-            "-" if FID_DIFF not in m else
-            f"{_diff_cell(m[FID_DIFF], 2)} (n={m[FID_DIFF]['block_size']})",
-            _fmt(study[n][1])] for n, m in runs.items()])
-    code = _markdown(
-        ["config", "step"] + list(CODE_COLUMNS) + ["linear: mu(x) - pixels [95% CI]", "study KL"],
-        [first(n, m) + [_cell(m, c) for c in CODE_COLUMNS] + [
-            _diff_cell(m.get("probe_linear_diff_trained_pixels"), 3), _fmt(study[n][2])]
-         for n, m in runs.items()])
+    head = ["config", "step"]
+    bound = _markdown(head + list(BOUND_COLUMNS) + [
+        "bpd - bpd(uncond) [95% CI]", "se paired / unpaired",
+        "bpd_learned_prior - bpd(uncond) [95% CI]", "study bpd"],
+        [_bound_row(n, m) for n, m in runs.items()])
+    samples = _markdown(head + list(SAMPLE_COLUMNS) + [
+        "fid - fid(uncond) [95% CI] (block size)", "study FID"],
+        [_sample_row(n, m) for n, m in runs.items()])
+    code = _markdown(head + list(CODE_COLUMNS) + [
+        "linear: mu(x) - pixels [95% CI]", "study KL"],
+        [_code_row(n, m) for n, m in runs.items()])
     return "\n\n".join([f"The bound (bits/dim):\n\n{bound}", f"Samples:\n\n{samples}",
                          f"The code w (nats; probe accuracies on the test set):\n\n{code}"])
 
