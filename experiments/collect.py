@@ -66,6 +66,8 @@ PRIOR_KEYS = ("bpd_learned_prior", "kl_w_learned_prior_nats", "kl_w_learned_prio
 UNCOND_DIFF = "bpd_minus_uncond"  # paired difference to the unconditional run of the same VDM
 # the same with the KL of w to the learned prior (vdm_vae.fit_prior) in place of N(0, I)'s
 LEARNED_DIFF = "bpd_learned_prior_minus_uncond"
+# the diffusion term's paired difference: what the decoder gains from w
+DIFFUSION_DIFF = "bpd_diff_minus_uncond"
 FID_DIFF = "fid_minus_uncond"  # its FID minus the unconditional run's, over blocks of samples
 
 def unconditional_baseline(name: str, names) -> Optional[str]:
@@ -89,20 +91,22 @@ def unconditional_baseline(name: str, names) -> Optional[str]:
 
 
 def paired_to_uncond(root: str, runs: dict):
-    """Adds UNCOND_DIFF to each run whose VDM size has an unconditional run in `root`, and
-    LEARNED_DIFF where the run's learned prior was fitted.
+    """Adds UNCOND_DIFF and DIFFUSION_DIFF to each run whose VDM size has an unconditional run
+    in `root`, and LEARNED_DIFF where the run's learned prior was fitted.
 
     Uses each run's eval/bound_per_image.npz (`--mode=eval`): the per-image bounds of runs
     evaluated with the same seed and draws on the same images are paired. Under the learned
     prior each image's bound is its bound with its KL of w to N(0, I) replaced by its KL bound
     to the prior (eval/w_prior_per_image.npz, `vdm_vae.fit_prior` on the whole test set).
     """
-    per_image, learned = {}, {}
+    per_image, diffusion, learned = {}, {}, {}
     for name in runs:
         path = os.path.join(root, name, "eval", "bound_per_image.npz")
         if os.path.exists(path):
             with np.load(path) as f:
                 per_image[name] = (int(f["seed"]), int(f["draws"]), f["bpd"])
+                if "bpd_diff" in f:
+                    diffusion[name] = f["bpd_diff"]
                 prior_path = os.path.join(root, name, "eval", "w_prior_per_image.npz")
                 if os.path.exists(prior_path) and "bpd_kl_w" in f:
                     with np.load(prior_path) as p:
@@ -116,6 +120,8 @@ def paired_to_uncond(root: str, runs: dict):
         (seed, draws, bpd), (seed_u, draws_u, bpd_u) = per_image[name], per_image[base]
         if (seed, draws, bpd.shape) == (seed_u, draws_u, bpd_u.shape):
             m[UNCOND_DIFF] = intervals.paired_difference(bpd, bpd_u)
+            if name in diffusion and base in diffusion:
+                m[DIFFUSION_DIFF] = intervals.paired_difference(diffusion[name], diffusion[base])
             if name in learned:
                 m[LEARNED_DIFF] = intervals.paired_difference(learned[name], bpd_u)
 
@@ -279,7 +285,8 @@ def _bound_row(name: str, m: dict) -> list:
     diff = m.get(UNCOND_DIFF)
     se = "-" if diff is None else f"{diff['stderr']:.4f} / {diff['unpaired_stderr']:.4f}"
     return (_step(name, m) + [_cell(m, c) for c in BOUND_COLUMNS]
-            + [_diff_cell(diff), se, _diff_cell(m.get(LEARNED_DIFF)),
+            + [_diff_cell(diff), se, _diff_cell(m.get(DIFFUSION_DIFF)),
+               _diff_cell(m.get(LEARNED_DIFF)),
                _fmt(STUDY.get(name, (None,) * 3)[0])])
 
 
@@ -301,7 +308,8 @@ def table(runs: dict) -> str:
     head = ["config", "step"]
     bound = _markdown(head + list(BOUND_COLUMNS) + [
         "bpd - bpd(uncond) [95% CI]", "se paired / unpaired",
-        "bpd_learned_prior - bpd(uncond) [95% CI]", "study bpd"],
+        "bpd_diff - bpd_diff(uncond) [95% CI]", "bpd_learned_prior - bpd(uncond) [95% CI]",
+        "study bpd"],
         [_bound_row(n, m) for n, m in runs.items()])
     samples = _markdown(head + list(SAMPLE_COLUMNS) + [
         "fid - fid(uncond) [95% CI] (block size)", "study FID"],
@@ -413,7 +421,10 @@ def main(argv=None):
             table(runs), "", "bpd - bpd(uncond): the mean paired difference of each image's "
                 "bound to the unconditional run of the same VDM size (same test images, same draws "
                 "of t and noise), with its 95% interval and its standard error next to the "
-                "unpaired one; bpd_learned_prior - bpd(uncond): the same with each image's KL "
+                "unpaired one; bpd_diff - bpd_diff(uncond): the same for the diffusion term "
+                "alone (what w wins back in the decoder; the rest of the difference is the KL "
+                "of w); "
+                "bpd_learned_prior - bpd(uncond): the same with each image's KL "
                 "of w to N(0, I) replaced by its KL bound to the learned prior "
                 "(`vdm_vae.fit_prior`, 16 draws of its own per image). Probe accuracies: 95% "
                 "Wilson intervals over the test images; mu(x) - pixels: the paired difference of "

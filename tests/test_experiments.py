@@ -221,7 +221,9 @@ def test_bound_under_the_learned_prior_is_paired_with_the_uncond_run(collect, tm
     _write_per_image(root, "mnist_cpu_uncond", 1.0 + noise)
     _write_run(root, "mnist_cpu", float(np.mean(1.0 + noise + kl_std)))
     np.savez(root / "mnist_cpu" / "eval" / "bound_per_image.npz", seed=0, draws=1,
-             bpd=1.0 + noise + kl_std, bpd_kl_w=kl_std)
+             bpd=1.0 + noise + kl_std, bpd_kl_w=kl_std, bpd_diff=0.5 + noise - 0.25 * kl_std)
+    np.savez(root / "mnist_cpu_uncond" / "eval" / "bound_per_image.npz", seed=0, draws=1,
+             bpd=1.0 + noise, bpd_diff=0.5 + noise)
     np.savez(root / "mnist_cpu" / "eval" / "w_prior_per_image.npz",
              bpd_kl_w_learned_prior=kl_learned)
     collect.main(["--root", str(root), "--name", "t", "--command", "c"])
@@ -232,6 +234,8 @@ def test_bound_under_the_learned_prior_is_paired_with_the_uncond_run(collect, tm
     np.testing.assert_allclose(runs["mnist_cpu"]["bpd_minus_uncond"]["mean"], np.mean(kl_std),
                                rtol=1e-9)
     assert learned["ci_low"] > 0 and learned["ci_high"] < np.mean(kl_std)
+    np.testing.assert_allclose(runs["mnist_cpu"]["bpd_diff_minus_uncond"]["mean"],
+                               -0.25 * np.mean(kl_std), rtol=1e-9)
     text = (tmp_path / "results" / "t.md").read_text()
     assert "bpd_learned_prior - bpd(uncond) [95% CI]" in text
     assert f"{learned['mean']:.4f} [{learned['ci_low']:.4f}, {learned['ci_high']:.4f}]" in text
