@@ -49,9 +49,10 @@ STUDY = {
     "mvdm_oepp": (1.13523, 101, 0), "mvdm_oe": (1.15056, 118, 0), "mvdm_se": (1.15433, 120, 0),
     "mvdm_te": (1.16660, 131, 0), "mvdm_ue": (1.13258, 187, None), "mvdm": (1.10882, 90, None),
 }
-# The results' three tables: the bound, the samples and the code w (probes on mu(x) beside a
-# random encoder's, the pixels' and their top principal components').
-BOUND_COLUMNS = ("bpd", "bpd_stderr", "bpd_learned_prior")
+# The results' three tables: the bound with its terms, the samples and the code w (probes on
+# mu(x) beside a random encoder's, the pixels' and their top principal components').
+BOUND_COLUMNS = ("bpd", "bpd_stderr", "bpd_recon", "bpd_prior", "bpd_diff", "bpd_kl_w",
+                 "bpd_learned_prior")
 SAMPLE_COLUMNS = ("fid", "fid_learned_prior")
 CODE_COLUMNS = ("kl_w_nats", "kl_w_learned_prior_nats", "active_units", "mutual_info_nats") + tuple(
     f"probe_{kind}_acc{of}" for kind in ("linear", "knn")
