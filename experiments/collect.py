@@ -70,6 +70,7 @@ LEARNED_DIFF = "bpd_learned_prior_minus_uncond"
 # the diffusion term's paired difference: what the decoder gains from w
 DIFFUSION_DIFF = "bpd_diff_minus_uncond"
 FID_DIFF = "fid_minus_uncond"  # its FID minus the unconditional run's, over blocks of samples
+FID_LEARNED_DIFF = "fid_learned_prior_minus_uncond"  # the same with w from the learned prior
 
 def unconditional_baseline(name: str, names) -> Optional[str]:
     """The unconditional run among `names` that run `name` is compared with, or None.
@@ -128,17 +129,19 @@ def paired_to_uncond(root: str, runs: dict):
 
 
 def fid_to_uncond(runs: dict):
-    """Adds FID_DIFF where a run and its unconditional run have FIDs of blocks of samples of
-    one size at one T (`vdm_vae.sample_fid`): the difference of the blocks' mean FIDs with
-    Welch's interval (independent samples), at that block size."""
+    """Adds FID_DIFF (w from N(0, I)) and FID_LEARNED_DIFF (w from the learned prior) where a run
+    and its unconditional run have FIDs of blocks of samples of one size at one T
+    (`vdm_vae.sample_fid`): the difference of the blocks' mean FIDs with Welch's interval
+    (independent samples), at that block size."""
     for name, m in runs.items():
         base = runs.get(unconditional_baseline(name, runs) or "", {})
-        keys = ("fid_split_size", "fid_steps")
-        if m.get("fid_splits") and base.get("fid_splits") and all(
-                m.get(k) == base.get(k) for k in keys):
-            m[FID_DIFF] = dict(intervals.independent_difference(m["fid_splits"],
-                                                                base["fid_splits"]),
-                               block_size=m["fid_split_size"])
+        for key, out in (("fid", FID_DIFF), ("fid_learned_prior", FID_LEARNED_DIFF)):
+            splits, size, steps = (m.get(f"{key}_splits"), m.get(f"{key}_split_size"),
+                                   m.get(f"{key}_steps"))
+            if splits and base.get("fid_splits") and (size, steps) == (
+                    base.get("fid_split_size"), base.get("fid_steps")):
+                m[out] = dict(intervals.independent_difference(splits, base["fid_splits"]),
+                              block_size=size)
 
 
 def sample_fids(eval_dir: str) -> dict:
@@ -156,8 +159,9 @@ def sample_fids(eval_dir: str) -> dict:
     for key, (_, result) in best.items():
         out.update({key: result["fid"], f"{key}_samples": result["num_samples"],
                     f"{key}_steps": result["steps"]})
-        if key == "fid" and result.get("fid_splits"):
-            out.update(fid_splits=result["fid_splits"], fid_split_size=result["fid_split_size"])
+        if result.get("fid_splits"):
+            out.update({f"{key}_splits": result["fid_splits"],
+                        f"{key}_split_size": result["fid_split_size"]})
     return out
 
 
@@ -292,10 +296,10 @@ def _bound_row(name: str, m: dict) -> list:
 
 
 def _sample_row(name: str, m: dict) -> list:
-    diff = m.get(FID_DIFF)
-    cell = "-" if diff is None else f"{_diff_cell(diff, 2)} (n={diff['block_size']})"
+    cells = ["-" if m.get(k) is None else f"{_diff_cell(m[k], 2)} (n={m[k]['block_size']})"
+             for k in (FID_DIFF, FID_LEARNED_DIFF)]
     return (_step(name, m) + [_cell(m, c) for c in SAMPLE_COLUMNS]
-            + [cell, _fmt(STUDY.get(name, (None,) * 3)[1])])
+            + cells + [_fmt(STUDY.get(name, (None,) * 3)[1])])
 
 
 def _code_row(name: str, m: dict) -> list:
@@ -313,7 +317,8 @@ def table(runs: dict) -> str:
         "study bpd"],
         [_bound_row(n, m) for n, m in runs.items()])
     samples = _markdown(head + list(SAMPLE_COLUMNS) + [
-        "fid - fid(uncond) [95% CI] (block size)", "study FID"],
+        "fid - fid(uncond) [95% CI] (block size)",
+        "fid_learned_prior - fid(uncond) [95% CI] (block size)", "study FID"],
         [_sample_row(n, m) for n, m in runs.items()])
     code = _markdown(head + list(CODE_COLUMNS) + [
         "linear: mu(x) - pixels [95% CI]", "study KL"],
@@ -433,7 +438,8 @@ def main(argv=None):
                 "`vdm_vae.sample_fid`); fid - fid(uncond): the "
                 "difference of the mean FIDs of disjoint blocks of each run's samples (block size "
                 "n, so both FIDs are those of n samples, above the FID of all), with Welch's 95% "
-                "interval.", "",
+                "interval; fid_learned_prior - fid(uncond): the same with w from the learned "
+                "prior.", "",
                 f"![bpd and FID]({args.name}_bpd_fid.png)",
                 f"![KL and probe]({args.name}_kl_probe.png)", "",
                 f"Each run's samples, guided generations, interpolation, t-SNE, w-usage profile "

@@ -277,6 +277,12 @@ def test_sample_fid_results_fill_the_fid_columns_and_aliases_are_skipped(collect
     assert diff["mean"] == pytest.approx(1.0) and diff["block_size"] == 1000
     assert diff["ci_low"] < 1.0 < diff["ci_high"]
     assert "(n=1000)" in (tmp_path / "results" / "t.md").read_text()
+    shutil.rmtree(root / "mnist_cpu" / "eval" / "fid_learned_T100")
+    _write_fid(root, "mnist_cpu", "learned", 5000, 100, 8.0, [16, 17, 18, 19, 20])
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        learned = json.load(f)["mnist_cpu"]["fid_learned_prior_minus_uncond"]
+    assert learned["mean"] == pytest.approx(-4.0) and learned["ci_high"] < 0
 
     grid = root / "mnist_cpu" / "eval" / "fid_learned_T100" / "samples.png"
     grid.write_bytes(b"png")
