@@ -405,6 +405,11 @@ def main(argv=None):
                          "(EMA parameters, fixed test images and draws):", "",
                          curves.progress_table(in_progress), "",
                          f"![learning curves]({args.name}_curves.png)", ""]
+        pairs = [(n, unconditional_baseline(n, names)) for n in names]
+        if curves.plot_gaps(args.root, [(n, b) for n, b in pairs if b],
+                            os.path.join(RESULTS, f"{args.name}_gaps.png")):
+            progress_text += [f"![paired gaps to the unconditional run]({args.name}_gaps.png)",
+                              ""]
         if strips:
             progress_text += [f"![samples along training]({args.name}_samples.png)", ""]
     if runs:

@@ -1,8 +1,9 @@
 """Learning curves of runs in progress or finished, from each workdir's metrics.jsonl.
 
 `progress(root)` gives, per run, the step reached, its CPU time and its last periodic evaluation;
-`plot_curves` draws each metric of every run against CPU hours on one figure, and
-`plot_sample_strips` lays each run's sample grids side by side, oldest first.
+`plot_curves` draws each metric of every run against CPU hours on one figure, `plot_gaps` each
+run's paired gap to its unconditional run along training, and `plot_sample_strips` lays each
+run's sample grids side by side, oldest first.
 """
 
 import fnmatch
@@ -94,6 +95,52 @@ def plot_curves(root: str, names, path: str):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+GAP_METRICS = ("eval/bpd", "eval/bpd_diff")
+
+
+def _by_step(rows: List[dict], key: str) -> Dict[int, float]:
+    return {row["step"]: row[key] for row in rows if key in row}
+
+
+def gaps(root: str, run: str, base: str) -> Dict[str, tuple]:
+    """key -> (steps, run - base at those steps) for each key of GAP_METRICS, at the steps
+    both runs evaluated (the periodic evaluations use the same images and draws, so the gaps
+    are paired)."""
+    rows, base_rows = (read_metrics(os.path.join(root, n)) for n in (run, base))
+    out = {}
+    for key in GAP_METRICS:
+        a, b = _by_step(rows, key), _by_step(base_rows, key)
+        steps = sorted(set(a) & set(b))
+        out[key] = (steps, [a[s] - b[s] for s in steps])
+    return out
+
+
+def plot_gaps(root: str, pairs, path: str, target: float = 0.01) -> bool:
+    """Each (run, baseline) pair's `gaps` against the step, a panel per metric, with a dashed
+    line at +-target on the bound's panel. Returns False (and draws nothing) if no pair has
+    a common step."""
+    drawn = [(f"{run} - {base}", gaps(root, run, base)) for run, base in pairs]
+    drawn = [(label, g) for label, g in drawn if g[GAP_METRICS[0]][0]]
+    if not drawn:
+        return False
+    fig, axes = plt.subplots(1, len(GAP_METRICS), figsize=(5 * len(GAP_METRICS), 3.6))
+    for i, (label, g) in enumerate(drawn):
+        for ax, key in zip(axes, GAP_METRICS):
+            ax.plot(*g[key], marker=".", color=f"C{i}", label=label)
+    for ax, key in zip(axes, GAP_METRICS):
+        ax.axhline(0.0, color="k", lw=0.6)
+        ax.set_title(f"{key.split('/', 1)[1]}: run - unconditional run (paired)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("bits/dim")
+    for sign in (1, -1):
+        axes[0].axhline(sign * target, color="gray", ls="--", lw=0.8)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def plot_sample_strips(root: str, names, path: str, max_columns: int = 6):

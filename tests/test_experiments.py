@@ -157,6 +157,23 @@ def test_progress_reports_step_cpu_time_and_last_eval(tmp_path):
     assert "| r | 120 | 0.2500 | 100 | 1.5000 |" in curves.progress_table({"r": run})
 
 
+def test_paired_gaps_to_the_unconditional_run_along_training(tmp_path):
+    curves = _load("curves")
+    _rows(tmp_path / "u", [{"step": s, "eval/bpd": b, "eval/bpd_diff": d}
+                           for s, b, d in ((50, 2.0, 1.9), (100, 1.5, 1.4), (150, 1.25, 1.2))])
+    _rows(tmp_path / "e", [{"step": s, "eval/bpd": b, "eval/bpd_diff": d}
+                           for s, b, d in ((50, 2.25, 1.875), (100, 1.5625, 1.375))])
+    g = curves.gaps(str(tmp_path), "e", "u")
+    assert g["eval/bpd"][0] == [50, 100]
+    np.testing.assert_allclose(g["eval/bpd"][1], [0.25, 0.0625])
+    np.testing.assert_allclose(g["eval/bpd_diff"][1], [-0.025, -0.025], atol=1e-12)
+    assert curves.plot_gaps(str(tmp_path), [("e", "u")], str(tmp_path / "g.png"))
+    assert os.path.getsize(tmp_path / "g.png") > 0
+    _rows(tmp_path / "late", [{"step": 200, "eval/bpd": 1.0, "eval/bpd_diff": 0.9}])
+    assert not curves.plot_gaps(str(tmp_path), [("late", "u")], str(tmp_path / "h.png"))
+    assert not os.path.exists(tmp_path / "h.png")
+
+
 def _write_per_image(root, name: str, bpd, seed: int = 0, draws: int = 1):
     np.savez(root / name / "eval" / "bound_per_image.npz", seed=seed, draws=draws, bpd=bpd)
 
