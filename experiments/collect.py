@@ -168,7 +168,8 @@ def sample_fids(eval_dir: str) -> dict:
 def load_runs(root: str, patterns=("*",)) -> dict:
     """name -> eval/metrics.json of each run whose name matches `patterns`, plus the learned
     prior's bound where eval/w_prior.json is, the FIDs of `sample_fids` (which replace the
-    evaluation's own), and the paired difference to the unconditional run (`paired_to_uncond`)."""
+    evaluation's own), and the paired difference to the unconditional run (`paired_to_uncond`).
+    The FID differences (`fid_to_uncond`) come once the runs of earlier collects are merged."""
     runs = {}
     for workdir in curves.workdirs(root, os.path.join("eval", "metrics.json"), patterns):
         path = os.path.join(workdir, "eval", "metrics.json")
@@ -189,7 +190,6 @@ def load_runs(root: str, patterns=("*",)) -> dict:
         metrics.update(sample_fids(os.path.dirname(path)))
         runs[os.path.basename(workdir)] = metrics
     paired_to_uncond(root, runs)
-    fid_to_uncond(runs)
     return runs
 
 
@@ -390,6 +390,7 @@ def main(argv=None):
     copy_figures(args.root, runs, os.path.join(RESULTS, f"{args.name}_figures"))
     if args.merge:
         runs = dict(sorted({**previous_runs(args.name), **runs}.items()))
+    fid_to_uncond(runs)
     in_progress = curves.progress(args.root, patterns) if args.curves else {}
     if not runs and not in_progress:
         parser.error(f"no */eval/metrics.json under {args.root}")

@@ -26,7 +26,11 @@
 #
 # Runs live under $ROOT (default $VDM_VAE_RUNS/mnist_cpu, or ~/.cache/vdm_vae/runs/mnist_cpu),
 # outside the work tree, and resume from their last checkpoint on the next `start`, on this
-# machine or, from scratch, on a new one. JOBS runs go at once, each pinned to its own core.
+# machine or, from scratch, on a new one. JOBS runs go at once, each pinned to its own core
+# (JOBS=1: one run on all cores). `collect` saves each evaluated run's record (its metrics,
+# per-image bounds, FID reports and figures; no checkpoints) to $RECORDS, in the work tree;
+# `start` and `collect` restore the records of runs that $ROOT lacks, so a finished run is
+# neither trained again nor lost from the tables on a new machine.
 set -euo pipefail
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
@@ -42,8 +46,11 @@ PILOTS=${PILOTS:-pilot_mvdm,pilot_lr1e-3,pilot_lr2e-4}
 PILOT_STEPS=${PILOT_STEPS:-1000}
 PILOT_CORE=${PILOT_CORE:-0}
 PILOT_SMOKE=${PILOT_SMOKE:-}  # non-empty: the pilots in smoke mode (seconds; a check of the script)
+RECORDS=${RECORDS:-experiments/results/mnist_cpu_runs}
 PID="$ROOT/runner.pid"
 mkdir -p "$ROOT"
+
+restore() { python experiments/run_records.py restore --root="$ROOT" --records="$RECORDS"; }
 
 running() { [[ -f "$PID" ]] && kill -0 "$(cat "$PID")" 2>/dev/null; }
 
@@ -54,6 +61,7 @@ fid_worker() {
   export OMP_NUM_THREADS=1  # one core per worker, torch included
   for run in ${CONFIGS//,/ }; do
     [[ -f "$ROOT/$run/finished.json" ]] || { echo "[$run] not finished, no FID"; continue; }
+    [[ -d "$ROOT/$run/checkpoints" ]] || { echo "[$run] restored from its record, no FID"; continue; }
     for prior in standard learned; do
       [[ $prior == learned && ! -d "$ROOT/$run/w_prior" ]] && continue
       python -m vdm_vae.sample_fid --workdir="$ROOT/$run" --prior=$prior \
@@ -96,6 +104,7 @@ pilot_worker() {
 case "${1:-start}" in
   start)
     if running; then echo "already running (pid $(cat "$PID")); log: $ROOT/runner.log"; exit 0; fi
+    restore
     nohup setsid python experiments/run_grid.py --configs="$CONFIGS" --root="$ROOT" \
       --jobs="$JOBS" --eval_args="$EVAL_ARGS" >>"$ROOT/runner.log" 2>&1 &
     echo $! >"$PID"
@@ -134,10 +143,13 @@ case "${1:-start}" in
   collect-pilots)
     python experiments/collect.py --root="$ROOT" --name=mnist_cpu_pilots --curves \
       --runs="pilot_*,mnist_cpu_uncond" \
-      --command="experiments/mnist_cpu.sh pilots (PILOTS=$PILOTS, PILOT_STEPS=$PILOT_STEPS)" \
+      --command="experiments/mnist_cpu.sh pilots (PILOTS=$PILOTS, PILOT_STEPS=$PILOT_STEPS)" --merge \
       ${NOTES:+--notes="$NOTES"} ;;
-  collect)
+  collect)  # runs that neither $ROOT nor $RECORDS holds keep their rows of the last collect
+    restore
+    python experiments/run_records.py save --root="$ROOT" --records="$RECORDS" --runs="mnist_cpu*"
     python experiments/collect.py --root="$ROOT" --name=mnist_cpu --curves --runs="mnist_cpu*" \
-      --command="experiments/mnist_cpu.sh start (CONFIGS=$CONFIGS)" ${NOTES:+--notes="$NOTES"} ;;
+      --command="experiments/mnist_cpu.sh start (CONFIGS=$CONFIGS)" --merge \
+      ${NOTES:+--notes="$NOTES"} ;;
   *) echo "usage: $0 [start|status|stop|fid|collect|pilots|collect-pilots]" >&2; exit 2 ;;
 esac
