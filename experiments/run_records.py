@@ -21,6 +21,8 @@ import shutil
 import sys
 from typing import List, Sequence
 
+from vdm_vae import atomic
+
 # The files of a run folder that its record keeps, as shell patterns relative to the folder.
 KEPT = ("config.json", "hparams.json", "finished.json", "metrics.jsonl",
         "images/samples_*.png",
@@ -41,10 +43,8 @@ def kept_files(workdir: str) -> List[str]:
 
 def _copy(source: str, target: str):
     """Copies a file so that target is never half written."""
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    partial = target + ".partial"
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    with atomic.replacing(target) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def _names(folder: str, patterns: Sequence[str]) -> List[str]:

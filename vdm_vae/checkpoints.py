@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from vdm_vae import atomic
 from vdm_vae.console import warn
 from vdm_vae.model_config import ModelConfig, model_config_from_dict, model_config_to_dict
 
@@ -21,18 +22,11 @@ CONFIG_FILE = "config.json"
 UNREADABLE_DIR = "checkpoints_unreadable"
 
 
-def _write_atomic(path: str, text: str):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def save_run_config(workdir: str, config_dict: dict, model_config: ModelConfig):
     """Writes workdir/config.json: the whole run config and the resolved model config."""
     os.makedirs(workdir, exist_ok=True)
     payload = {"config": config_dict, "model": model_config_to_dict(model_config)}
-    _write_atomic(os.path.join(workdir, CONFIG_FILE), json.dumps(payload, indent=2, default=list))
+    atomic.write_json(os.path.join(workdir, CONFIG_FILE), payload, default=list)
 
 
 def load_run_config(workdir: str) -> Tuple[dict, ModelConfig]:

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vdm_vae import atomic, losses, paired, plots
 from vdm_vae import data as data_lib
-from vdm_vae import losses, paired, plots
 from vdm_vae.checkpoints import load_with_step
 from vdm_vae.console import say, warn
 from vdm_vae.images import image_grid, save_png
@@ -52,8 +52,8 @@ def bound_metrics(params, images: np.ndarray, config: ModelConfig, batch_size: i
     per_image = paired.per_image_bound(params, images, config, draws=draws,
                                        batch_size=batch_size)
     if out_dir is not None:
-        np.savez_compressed(os.path.join(out_dir, PER_IMAGE_FILE), seed=paired.EVAL_SEED,
-                            draws=draws, **per_image)
+        atomic.save_npz(os.path.join(out_dir, PER_IMAGE_FILE), compressed=True,
+                        seed=paired.EVAL_SEED, draws=draws, **per_image)
     result = {}
     for name, values in per_image.items():
         stats = intervals.mean_interval(values)
@@ -222,13 +222,6 @@ def limit(images: np.ndarray, labels: Optional[np.ndarray], n: int, field: str):
     return images[:n], None if labels is None else labels[:n]
 
 
-def _write_json(path: str, payload: dict):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
-
-
 def representation_metrics(params, dataset, test_images, test_labels, model_config, e, out_dir,
                            batch_size: int, seed: int) -> dict:
     """Collapse diagnostics, probes and their figures.
@@ -303,7 +296,7 @@ def sample_metrics(params, test_images, model_config, e, out_dir, seed: int) -> 
     else:
         samples = generate(params, model_config, e.num_fid_samples, e.fid_batch_size,
                            e.sample_steps, jax.random.fold_in(rng, 3))
-        np.savez_compressed(os.path.join(out_dir, "samples.npz"), images=samples)
+        atomic.save_npz(os.path.join(out_dir, "samples.npz"), compressed=True, images=samples)
         result["fid"] = _fid_or_none(samples, test_images)
     return result
 
@@ -354,7 +347,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"w_usage figures skipped: encoder.kind={model_config.encoder.kind!r} has no "
             "single code per image.")
     metrics.update(sample_metrics(params, test_images, model_config, e, out_dir, seed))
-    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    atomic.write_json(os.path.join(out_dir, "metrics.json"), metrics)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))},
                      indent=1), flush=True)
     return metrics

@@ -1,8 +1,8 @@
 """Image grids and PNG files."""
 
-import os
-
 import numpy as np
+
+from vdm_vae import atomic
 
 
 def image_grid(images: np.ndarray, ncol: int, pad: int = 1) -> np.ndarray:
@@ -25,7 +25,5 @@ def save_png(path: str, image: np.ndarray):
 
     image = np.asarray(image, np.uint8)
     mode_image = image[..., 0] if image.shape[-1] == 1 else image
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.png"
-    Image.fromarray(mode_image).save(tmp)
-    os.replace(tmp, path)
+    with atomic.replacing(path, ".png") as tmp:
+        Image.fromarray(mode_image).save(tmp)

@@ -1,6 +1,5 @@
 """Evaluation figures as PNG: embeddings, w-usage profile, KL per dimension, reconstructions."""
 
-import os
 from typing import Dict, Optional, Sequence
 
 import matplotlib
@@ -9,13 +8,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from vdm_vae import atomic  # noqa: E402
+
 
 def _save(fig, path: str):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic.replacing(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def _embed_2d(x: np.ndarray, method: str, seed: int = 0) -> np.ndarray:

