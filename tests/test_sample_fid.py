@@ -12,7 +12,7 @@ import pytest
 from conftest import perturb, tiny_config
 from test_train import ROOT, run_main
 
-from vdm_vae import sample_fid
+from vdm_vae import locks, sample_fid
 from vdm_vae.model import init_params
 
 
@@ -25,14 +25,14 @@ def model():
 
 def test_a_lock_is_exclusive_while_its_process_lives_and_taken_over_after(tmp_path):
     lock = str(tmp_path / "chunk.lock")
-    assert sample_fid.claim(lock)
-    assert not sample_fid.claim(lock)  # held by this (live) process
+    assert locks.claim(lock)
+    assert not locks.claim(lock)  # held by this (live) process
     os.remove(lock)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
     with open(lock, "w") as f:
         f.write(f"{os.uname().nodename} {dead}")
-    assert sample_fid.claim(lock)
+    assert locks.claim(lock)
     with open(lock) as f:
         assert f.read().split()[1] == str(os.getpid())
 

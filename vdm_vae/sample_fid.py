@@ -18,7 +18,6 @@ of the samples, from which `experiments/collect.py` gives two runs' FID differen
 
 import json
 import os
-import socket
 import time
 from typing import List, Optional
 
@@ -31,6 +30,7 @@ from vdm_vae import data as data_lib
 from vdm_vae.checkpoints import load_run_config, load_with_step
 from vdm_vae.evaluate import fid_cache_dir
 from vdm_vae.images import image_grid, save_png
+from vdm_vae.locks import claim, release
 from vdm_vae.metrics import fid
 from vdm_vae.progress import Progress
 from vdm_vae.sampling import sample
@@ -76,47 +76,6 @@ def check_plan(directory: str, plan: dict):
                                  f"{value!r}: use the same value, or delete the folder.")
         return
     atomic.write_json(path, plan, indent=1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claim(path: str) -> bool:
-    """Creates the lock file `path` holding this host and pid; False if another live process
-    of this host holds it. A lock left by a dead process is taken over."""
-    me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    host, pid = f.read().split()
-            except (FileNotFoundError, ValueError):
-                continue  # released or being written: try again
-            if host != socket.gethostname() or _alive(int(pid)):
-                return False
-            os.remove(path)  # its process died
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
-        return True
-    return False
-
-
-def release(path: str):
-    """Removes a lock file (already gone if another process took it over as stale)."""
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def sample_chunks(params, model_config, directory: str, num: int, batch: int, steps: int,
