@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import os
+import shutil
+import subprocess
 
 import matplotlib
 import numpy as np
@@ -105,3 +107,16 @@ def test_runs_collected_from_their_records_give_the_same_results(records, tmp_pa
     diff = json.loads(before)["mnist_cpu"]["bpd_minus_uncond"]
     np.testing.assert_allclose(diff["mean"], 0.02, atol=1e-12)
     assert "| mnist_cpu | 10 |" in (tmp_path / "results" / "t.md").read_text()
+
+
+def test_the_protocol_makes_no_fid_of_a_restored_run(tmp_path):
+    """A restored run has no checkpoint to sample from: the FID worker says so and goes on."""
+    _evaluated_run(tmp_path, "mnist_cpu_b1", np.ones(4))
+    shutil.rmtree(tmp_path / "mnist_cpu_b1" / "checkpoints")
+    script = os.path.join(ROOT, "experiments", "mnist_cpu.sh")
+    env = dict(os.environ, ROOT=str(tmp_path), CONFIGS="mnist_cpu_b1",
+               RECORDS=str(tmp_path / "records"))
+    done = subprocess.run([script, "fid-worker"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "[mnist_cpu_b1] restored from its record, no FID" in done.stdout
