@@ -146,8 +146,8 @@ case "${1:-start}" in
       --command="experiments/mnist_cpu.sh pilots (PILOTS=$PILOTS, PILOT_STEPS=$PILOT_STEPS)" --merge \
       ${NOTES:+--notes="$NOTES"} ;;
   collect)  # runs that neither $ROOT nor $RECORDS holds keep their rows of the last collect
-    restore
     python experiments/run_records.py save --root="$ROOT" --records="$RECORDS" --runs="mnist_cpu*"
+    restore  # after the save, so that a restored run is not copied back onto its record
     python experiments/collect.py --root="$ROOT" --name=mnist_cpu --curves --runs="mnist_cpu*" \
       --command="experiments/mnist_cpu.sh start (CONFIGS=$CONFIGS)" --merge \
       ${NOTES:+--notes="$NOTES"} ;;

@@ -14,7 +14,6 @@ with, not trained further.
 """
 
 import argparse
-import fnmatch
 import glob
 import os
 import shutil
@@ -22,6 +21,9 @@ import sys
 from typing import List, Sequence
 
 from vdm_vae import atomic
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import curves  # noqa: E402  (experiments/curves.py)
 
 # The files of a run folder that its record keeps, as shell patterns relative to the folder.
 KEPT = ("config.json", "hparams.json", "finished.json", "metrics.jsonl",
@@ -48,15 +50,8 @@ def _copy(source: str, target: str):
 
 
 def _names(folder: str, patterns: Sequence[str]) -> List[str]:
-    """The evaluated runs under folder whose names match one of the shell patterns; a
-    symlinked folder is an alias of another and is skipped."""
-    names = []
-    for path in sorted(glob.glob(os.path.join(folder, "*", EVALUATED))):
-        workdir = os.path.dirname(os.path.dirname(path))
-        name = os.path.basename(workdir)
-        if not os.path.islink(workdir) and any(fnmatch.fnmatchcase(name, p) for p in patterns):
-            names.append(name)
-    return names
+    """The evaluated runs under folder whose names match one of the shell patterns."""
+    return [os.path.basename(w) for w in curves.workdirs(folder, EVALUATED, patterns)]
 
 
 def save(root: str, records: str, patterns: Sequence[str] = ("*",)) -> List[str]:
