@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from vdm_vae.checkpoints import UNREADABLE_DIR, Checkpointer
+from vdm_vae.checkpoints import UNREADABLE_DIR, Checkpointer, open_saved
 
 
 def _state(value: float) -> dict:
@@ -124,4 +124,15 @@ def test_keep_period_keeps_its_multiples_beside_the_newest(tmp_path):
     np.testing.assert_array_equal(state["params"]["b"], _state(4)["params"]["b"])
     with pytest.raises(ValueError, match=r"step=5 has no checkpoint .* steps are \[4, 8, 9\]"):
         ckpt.restore_raw(5)
+    ckpt.close()
+
+
+def test_opening_a_workdir_without_checkpoints_names_it_and_creates_nothing(tmp_path):
+    """A run restored from its record (results, no checkpoints) stays as it was."""
+    with pytest.raises(FileNotFoundError, match=r"has no checkpoints/ folder.*record"):
+        open_saved(str(tmp_path))
+    assert os.listdir(tmp_path) == []
+    _save_steps(str(tmp_path))
+    ckpt = open_saved(str(tmp_path))
+    assert ckpt.all_steps() == [1, 2]
     ckpt.close()

@@ -177,10 +177,20 @@ def load(workdir: str, step: Optional[int] = None) -> Tuple[dict, ModelConfig]:
     return params, model_config
 
 
+def open_saved(workdir: str) -> Checkpointer:
+    """The Checkpointer of a workdir that has saved checkpoints; unlike `Checkpointer`, it
+    creates nothing, so a workdir without checkpoints/ stays as it was."""
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(
+            f"{workdir} has no checkpoints/ folder, so nothing to load: a run restored from its "
+            "record keeps its results, not its checkpoints (train it with main.py first).")
+    return Checkpointer(workdir)
+
+
 def load_with_step(workdir: str, step: Optional[int] = None) -> Tuple[dict, ModelConfig, int]:
     """(EMA params, ModelConfig, step) of the checkpoint at `step` (None: newest readable)."""
     _, model_config = load_run_config(workdir)
-    ckpt = Checkpointer(workdir)
+    ckpt = open_saved(workdir)
     try:
         raw = ckpt.restore_raw(step)
     finally:

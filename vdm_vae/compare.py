@@ -18,7 +18,7 @@ from absl import app, flags
 
 from vdm_vae import cli, paired
 from vdm_vae import data as data_lib
-from vdm_vae.checkpoints import Checkpointer, load, load_run_config
+from vdm_vae.checkpoints import load, load_run_config, open_saved
 from vdm_vae.metrics import intervals
 
 
@@ -40,7 +40,7 @@ def define_flags():
 
 
 def _step(workdir: str) -> Optional[int]:
-    ckpt = Checkpointer(workdir)
+    ckpt = open_saved(workdir)
     try:
         return ckpt.latest_step()
     finally:
