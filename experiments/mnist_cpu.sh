@@ -10,7 +10,8 @@
 #   experiments/mnist_cpu.sh status    # step, CPU time and last eval of each run
 #   experiments/mnist_cpu.sh stop      # saves a checkpoint in every run and stops
 #   experiments/mnist_cpu.sh fid       # FID of every finished run, one worker per core of
-#                                      # FID_CORES (default: cores 0 to JOBS-1)
+#                                      # FID_CORES (default: cores 0 to JOBS-1); FID_NICE=1:
+#                                      # the workers yield the cores to a run in training
 #   experiments/mnist_cpu.sh collect   # table, curves and figures into experiments/results/
 #   experiments/mnist_cpu.sh pilots    # the pilots of the protocol's choices, on core $PILOT_CORE
 #   experiments/mnist_cpu.sh collect-pilots  # their curves beside mnist_cpu_uncond's
@@ -34,6 +35,7 @@
 set -euo pipefail
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this work tree's vdm_vae, whatever is installed
 ROOT=${ROOT:-${VDM_VAE_RUNS:-$HOME/.cache/vdm_vae/runs}/mnist_cpu}
 CONFIGS=${CONFIGS:-mnist_cpu_uncond,mnist_cpu,mnist_cpu_ungated,mnist_cpu_b1,mnist_cpu_b1e4}
 JOBS=${JOBS:-2}
@@ -59,6 +61,9 @@ running() { [[ -f "$PID" ]] && kill -0 "$(cat "$PID")" 2>/dev/null; }
 # chunks between them and resumes from the chunks on disk.
 fid_worker() {
   export OMP_NUM_THREADS=1  # one core per worker, torch included
+  # `nice` alone does not yield to other sessions' processes (the kernel shares CPU between
+  # sessions first), so the worker's session gets the lowest weight as well.
+  [[ -n "${FID_NICE:-}" ]] && { renice -n 19 $$ >/dev/null; echo 19 >/proc/self/autogroup 2>/dev/null || true; }
   for run in ${CONFIGS//,/ }; do
     [[ -f "$ROOT/$run/finished.json" ]] || { echo "[$run] not finished, no FID"; continue; }
     [[ -d "$ROOT/$run/checkpoints" ]] || { echo "[$run] restored from its record, no FID"; continue; }
