@@ -153,3 +153,28 @@ def test_protocol_fid_workers_go_on_the_cores_asked(tmp_path):
     assert "[not_a_run] not finished" in log.read_text()
     assert not (tmp_path / "fid_0.log").exists()
     subprocess.run([script, "stop"], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_scoring_again_reuses_the_saved_features(tmp_path, monkeypatch):
+    """A scoring interrupted after its Inception pass (e.g. in the reference statistics) does
+    not pass the samples through the network again."""
+    from vdm_vae.metrics import fid
+
+    rng = np.random.default_rng(0)
+    calls = []
+
+    def features_of(images):
+        calls.append(len(images))
+        return rng.normal(size=(len(images), fid.FEATURE_DIM))
+
+    reference = rng.normal(size=(40, fid.FEATURE_DIM))
+    monkeypatch.setattr(fid, "inception_features", features_of)
+    monkeypatch.setattr(fid, "reference_statistics",
+                        lambda images, cache: fid.statistics(reference))
+    samples = np.zeros((20, 4, 4, 1), np.uint8)
+    first = sample_fid.score(samples, samples, str(tmp_path))
+    again = sample_fid.score(samples, samples, str(tmp_path))
+    assert calls == [20] and again == first
+    np.save(tmp_path / "features.npy", np.zeros((19, fid.FEATURE_DIM), np.float32))
+    sample_fid.score(samples, samples, str(tmp_path))  # not these samples' features
+    assert calls == [20, 20]

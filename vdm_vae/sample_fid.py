@@ -176,10 +176,13 @@ def score(samples: np.ndarray, reference: np.ndarray, directory: str) -> dict:
     """FID of samples [N, H, W, C] against reference images, and of SPLITS blocks of them.
 
     The Inception features go to directory/features.npy (float32 [N, 2048]), so that other
-    summaries need no second pass through the network.
+    summaries, and a scoring interrupted after them, need no second pass through the network.
     """
-    features = fid.inception_features(samples)
-    atomic.save_npy(os.path.join(directory, "features.npy"), features.astype(np.float32))
+    path = os.path.join(directory, "features.npy")
+    features = np.load(path) if os.path.exists(path) else None
+    if features is None or features.shape != (len(samples), fid.FEATURE_DIM):
+        features = fid.inception_features(samples).astype(np.float32)
+        atomic.save_npy(path, features)
     mu_ref, sigma_ref = fid.reference_statistics(reference, fid_cache_dir())
     splits = SPLITS if len(samples) >= 2 * SPLITS else 0
     return {"fid": fid.frechet_distance(*fid.statistics(features), mu_ref, sigma_ref),
