@@ -27,13 +27,13 @@ import sys
 from typing import Optional
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import curves  # noqa: E402  (experiments/curves.py)
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vdm_vae import per_image  # noqa: E402
 from vdm_vae.bench import cpu_name  # noqa: E402
 from vdm_vae.cpu_env import available_cores  # noqa: E402
 from vdm_vae.metrics import intervals  # noqa: E402
@@ -101,31 +101,26 @@ def paired_to_uncond(root: str, runs: dict):
     prior each image's bound is its bound with its KL of w to N(0, I) replaced by its KL bound
     to the prior (eval/w_prior_per_image.npz, `vdm_vae.fit_prior` on the whole test set).
     """
-    per_image, diffusion, learned = {}, {}, {}
+    bounds, learned = {}, {}
     for name in runs:
-        path = os.path.join(root, name, "eval", "bound_per_image.npz")
-        if os.path.exists(path):
-            with np.load(path) as f:
-                per_image[name] = (int(f["seed"]), int(f["draws"]), f["bpd"])
-                if "bpd_diff" in f:
-                    diffusion[name] = f["bpd_diff"]
-                prior_path = os.path.join(root, name, "eval", "w_prior_per_image.npz")
-                if os.path.exists(prior_path) and "bpd_kl_w" in f:
-                    with np.load(prior_path) as p:
-                        kl = p["bpd_kl_w_learned_prior"]
-                    if kl.shape == f["bpd"].shape:
-                        learned[name] = f["bpd"] - f["bpd_kl_w"] + kl
-    for name, m in runs.items():
-        base = unconditional_baseline(name, per_image)
-        if base is None or name not in per_image:
+        try:
+            bounds[name] = per_image.load(os.path.join(root, name))
+        except ValueError:  # not evaluated here (e.g. a row kept from an earlier collect)
             continue
-        (seed, draws, bpd), (seed_u, draws_u, bpd_u) = per_image[name], per_image[base]
-        if (seed, draws, bpd.shape) == (seed_u, draws_u, bpd_u.shape):
-            m[UNCOND_DIFF] = intervals.paired_difference(bpd, bpd_u)
-            if name in diffusion and base in diffusion:
-                m[DIFFUSION_DIFF] = intervals.paired_difference(diffusion[name], diffusion[base])
-            if name in learned:
-                m[LEARNED_DIFF] = intervals.paired_difference(learned[name], bpd_u)
+        learned[name] = per_image.learned_prior_bound(os.path.join(root, name), bounds[name])
+    for name, m in runs.items():
+        base = unconditional_baseline(name, bounds)
+        if base is None or name not in bounds:
+            continue
+        try:
+            diffs = per_image.paired_terms(bounds[name], bounds[base], name, base)
+        except ValueError:  # evaluated with other draws or images: no paired difference
+            continue
+        m[UNCOND_DIFF] = diffs["bpd"]
+        if "bpd_diff" in diffs:
+            m[DIFFUSION_DIFF] = diffs["bpd_diff"]
+        if learned[name] is not None:
+            m[LEARNED_DIFF] = intervals.paired_difference(learned[name], bounds[base]["bpd"])
 
 
 def fid_to_uncond(runs: dict):

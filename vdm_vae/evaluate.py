@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vdm_vae import atomic, losses, paired, plots
+from vdm_vae import atomic, losses, paired, per_image, plots
 from vdm_vae import data as data_lib
 from vdm_vae.checkpoints import load_with_step
 from vdm_vae.console import say, warn
@@ -25,9 +25,6 @@ from vdm_vae.progress import Progress
 from vdm_vae.sampling import decode_z0, encode, reverse_steps, sample
 
 W_USAGE_BINS = 20
-
-
-PER_IMAGE_FILE = "bound_per_image.npz"
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -49,13 +46,13 @@ def bound_metrics(params, images: np.ndarray, config: ModelConfig, batch_size: i
     The draws are those of `vdm_vae.paired` with its fixed seed, so the per-image bounds of
     two runs on the same images are paired; they are saved to out_dir/bound_per_image.npz.
     """
-    per_image = paired.per_image_bound(params, images, config, draws=draws,
-                                       batch_size=batch_size)
+    bounds = paired.per_image_bound(params, images, config, draws=draws,
+                                    batch_size=batch_size)
     if out_dir is not None:
-        atomic.save_npz(os.path.join(out_dir, PER_IMAGE_FILE), compressed=True,
-                        seed=paired.EVAL_SEED, draws=draws, **per_image)
+        atomic.save_npz(os.path.join(out_dir, per_image.BOUND_FILE), compressed=True,
+                        seed=paired.EVAL_SEED, draws=draws, **bounds)
     result = {}
-    for name, values in per_image.items():
+    for name, values in bounds.items():
         stats = intervals.mean_interval(values)
         result[name] = stats["mean"]
         result[f"{name}_stderr"] = stats["stderr"]

@@ -18,15 +18,13 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from vdm_vae import atomic, cli, w_prior
+from vdm_vae import atomic, cli, per_image, w_prior
 from vdm_vae import data as data_lib
 from vdm_vae.checkpoints import load
 from vdm_vae.diffusion import bits_per_dim_factor
 from vdm_vae.evaluate import generate, posterior
 from vdm_vae.images import image_grid, save_png
 from vdm_vae.metrics import intervals
-
-PER_IMAGE_FILE = "w_prior_per_image.npz"
 
 
 def define_flags():
@@ -122,7 +120,7 @@ def fit_and_report(config, workdir: str, steps: int, batch_w: int, hidden: int,
         report["bpd_learned_prior"] = (m["bpd"] - m["bpd_kl_w"]
                                        + report["bpd_kl_w_learned_prior"])
     os.makedirs(out_dir, exist_ok=True)
-    atomic.save_npz(os.path.join(out_dir, PER_IMAGE_FILE), bpd_kl_w_learned_prior=kl_bpd)
+    atomic.save_npz(os.path.join(out_dir, per_image.PRIOR_FILE), bpd_kl_w_learned_prior=kl_bpd)
     samples = generate(params, model_config, 64, 64, config.eval.sample_steps,
                        jax.random.fold_in(rng, 2), w_prior=(prior_params, prior_config))
     save_png(os.path.join(out_dir, "samples_learned_prior.png"), image_grid(samples, 8))

@@ -20,11 +20,11 @@ import numpy as np
 from vdm_vae import losses
 from vdm_vae.model import VDMVAE
 from vdm_vae.model_config import ModelConfig
+from vdm_vae.per_image import TERMS
 from vdm_vae.progress import Progress
 
 EVAL_SEED = 0
 T_STREAM, EPS0_STREAM, EPS_STREAM, W_STREAM = range(4)
-TERMS = ("bpd", "bpd_recon", "bpd_prior", "bpd_diff", "bpd_kl_w")
 
 
 def draw_key(seed: jax.Array, stream: int, k: jax.Array) -> jax.Array:
