@@ -155,26 +155,33 @@ def test_protocol_fid_workers_go_on_the_cores_asked(tmp_path):
     subprocess.run([script, "stop"], env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_scoring_again_reuses_the_saved_features(tmp_path, monkeypatch):
-    """A scoring interrupted after its Inception pass (e.g. in the reference statistics) does
-    not pass the samples through the network again."""
+def test_the_inception_pass_is_shared_by_chunk_and_never_repeated(tmp_path, monkeypatch):
+    """Each chunk's features are made once, by whichever process claims it: a process that
+    finds a chunk held leaves it, one restarted after the pass (e.g. interrupted in the
+    reference statistics) makes none again, and features that are not the chunk's are remade."""
     from vdm_vae.metrics import fid
 
-    rng = np.random.default_rng(0)
     calls = []
 
-    def features_of(images):
+    def features_of(images, progress=True):
         calls.append(len(images))
-        return rng.normal(size=(len(images), fid.FEATURE_DIM))
+        return np.full((len(images), fid.FEATURE_DIM), float(images[0, 0, 0, 0]))
 
-    reference = rng.normal(size=(40, fid.FEATURE_DIM))
     monkeypatch.setattr(fid, "inception_features", features_of)
-    monkeypatch.setattr(fid, "reference_statistics",
-                        lambda images, cache: fid.statistics(reference))
-    samples = np.zeros((20, 4, 4, 1), np.uint8)
-    first = sample_fid.score(samples, samples, str(tmp_path))
-    again = sample_fid.score(samples, samples, str(tmp_path))
-    assert calls == [20] and again == first
-    np.save(tmp_path / "features.npy", np.zeros((19, fid.FEATURE_DIM), np.float32))
-    sample_fid.score(samples, samples, str(tmp_path))  # not these samples' features
-    assert calls == [20, 20]
+    directory = str(tmp_path)
+    for i, size in enumerate(sample_fid.chunk_sizes(10, 4)):  # chunks of 4, 4 and 2 images
+        np.savez(os.path.join(directory, f"chunk_{i:05d}.npz"),
+                 images=np.full((size, 4, 4, 1), i, np.uint8))
+    held = os.path.join(directory, "features_00001.npy.lock")
+    with open(held, "w") as f:
+        f.write(f"{os.uname().nodename} {os.getppid()}")  # a live process
+    assert sample_fid.feature_chunks(directory, 10, 4) == 2 and calls == [4, 2]
+    assert sample_fid.gather_features(directory, 10, 4) is None  # chunk 1 is still held
+    os.remove(held)  # its process finished without making them
+    assert sample_fid.feature_chunks(directory, 10, 4) == 1 and calls == [4, 2, 4]
+    features = sample_fid.gather_features(directory, 10, 4)
+    assert features.shape == (10, fid.FEATURE_DIM) and features.dtype == np.float32
+    np.testing.assert_array_equal(features[:, 0], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    assert sample_fid.feature_chunks(directory, 10, 4) == 0 and len(calls) == 3
+    np.save(os.path.join(directory, "features_00002.npy"), np.zeros((1, fid.FEATURE_DIM)))
+    assert sample_fid.feature_chunks(directory, 10, 4) == 1 and calls[-1] == 2

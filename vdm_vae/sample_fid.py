@@ -9,8 +9,9 @@ always uses the key fold_in(PRNGKey(--seed), i), so the samples are the same how
 split or interrupted. Each chunk is written atomically to
 workdir/eval/fid_<prior>_T<steps>/chunk_<i>.npz; a restarted command samples only the missing
 ones. The same command may run in several processes at once (e.g. one per core, under
-`taskset`): each claims a chunk with a lock file before sampling it, and the process that finds
-every chunk done writes samples.npz, features.npy (their Inception features), fid.json and
+`taskset`): each claims a chunk with a lock file before sampling it, then, the same way, before
+passing it through the Inception network (features_<i>.npy), and the process that finds every
+chunk's features done writes samples.npz, features.npy (all the features), fid.json and
 samples.png (the first 100). fid.json holds the FID of all the samples against the whole test set
 with the number of samples, T and the checkpoint's step, and the FIDs of SPLITS disjoint blocks
 of the samples, from which `experiments/collect.py` gives two runs' FID difference an interval.
@@ -64,6 +65,10 @@ def _chunk_path(directory: str, index: int) -> str:
     return os.path.join(directory, f"chunk_{index:05d}.npz")
 
 
+def _features_path(directory: str, index: int) -> str:
+    return os.path.join(directory, f"features_{index:05d}.npy")
+
+
 def check_plan(directory: str, plan: dict):
     """Writes plan.json, or checks that the folder's chunks were made with the same plan."""
     path = os.path.join(directory, PLAN_FILE)
@@ -110,6 +115,48 @@ def sample_chunks(params, model_config, directory: str, num: int, batch: int, st
     return made
 
 
+def feature_chunks(directory: str, num: int, batch: int) -> int:
+    """Inception features (float32 [size_i, 2048]) of every sampled chunk that has none yet and
+    that no other process holds, each to features_<i>.npy; returns how many it made.
+
+    Shared between processes as the sampling is (a lock per chunk), so that several workers
+    split the Inception pass too; features whose row count is not the chunk's are made again.
+    """
+    sizes = chunk_sizes(num, batch)
+    todo = [i for i in range(len(sizes)) if os.path.exists(_chunk_path(directory, i))
+            and not _has_features(directory, i, sizes[i])]
+    progress = Progress(sum(sizes[i] for i in todo), "inception features", "img", interval=0.0)
+    made = 0
+    for i in todo:
+        path = _features_path(directory, i)
+        if not claim(path + ".lock"):
+            continue
+        try:
+            if not _has_features(directory, i, sizes[i]):
+                with np.load(_chunk_path(directory, i)) as f:
+                    images = f["images"]
+                features = fid.inception_features(images, progress=False).astype(np.float32)
+                atomic.save_npy(path, features)
+                made += 1
+        finally:
+            release(path + ".lock")
+        progress.update(sizes[i])
+    return made
+
+
+def _has_features(directory: str, index: int, size: int) -> bool:
+    path = _features_path(directory, index)
+    return os.path.exists(path) and np.load(path, mmap_mode="r").shape == (size, fid.FEATURE_DIM)
+
+
+def gather_features(directory: str, num: int, batch: int) -> Optional[np.ndarray]:
+    """All chunks' features in order, float32 [num, 2048]; None while any is missing."""
+    sizes = chunk_sizes(num, batch)
+    if not all(_has_features(directory, i, size) for i, size in enumerate(sizes)):
+        return None
+    return np.concatenate([np.load(_features_path(directory, i)) for i in range(len(sizes))])
+
+
 def gather(directory: str, num: int, batch: int) -> Optional[np.ndarray]:
     """All chunks in order, uint8 [num, H, W, C]; None while any is missing."""
     paths = [_chunk_path(directory, i) for i in range(len(chunk_sizes(num, batch)))]
@@ -147,57 +194,49 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
         return _finished(directory, num, batch)
     start = time.time()
     sample_chunks({"params": params}, model_config, directory, num, batch, steps, seed, prior)
-    samples = gather(directory, num, batch)
-    score_lock = os.path.join(directory, "score.lock")
-    if samples is None or not claim(score_lock):
-        print(f"other processes hold the last chunks (or the scoring) of {directory}; the last "
-              "to finish writes fid.json.", flush=True)
-        return None
     try:
-        if os.path.exists(done):  # scored by another process since this one started
-            return _finished(directory, num, batch)
-        atomic.save_npz(os.path.join(directory, "samples.npz"), compressed=True, images=samples)
-        config, _ = load_run_config(workdir)
-        reference = data_lib.load_dataset(config["data"]).test_images
+        feature_chunks(directory, num, batch)
+        features = gather_features(directory, num, batch)
+        score_lock = os.path.join(directory, "score.lock")
+        if features is None or not claim(score_lock):
+            print(f"other processes hold the last chunks (or the scoring) of {directory}; the "
+                  "last to finish writes fid.json.", flush=True)
+            return None
         try:
-            scores = score(samples, reference, directory)
-        except ImportError as error:
-            raise ValueError(f"FID needs the `fid` extra ({error}): pip install -e \".[fid]\"; "
-                             f"the samples are in {directory}/samples.npz.") from error
-        result = dict(plan, **scores, num_reference=int(len(reference)),
-                      reference="test images", seconds_this_call=round(time.time() - start, 1))
-        atomic.write_json(done, result, indent=1)
-    finally:
-        release(score_lock)
-    return _finished(directory, num, batch, samples)
+            if not os.path.exists(done):  # else scored by another process since this one began
+                samples = gather(directory, num, batch)
+                atomic.save_npz(os.path.join(directory, "samples.npz"), compressed=True,
+                                images=samples)
+                config, _ = load_run_config(workdir)
+                reference = data_lib.load_dataset(config["data"]).test_images
+                result = dict(plan, **score(features, reference, directory),
+                              num_reference=int(len(reference)), reference="test images",
+                              seconds_this_call=round(time.time() - start, 1))
+                atomic.write_json(done, result, indent=1)
+        finally:
+            release(score_lock)
+    except ImportError as error:
+        raise ValueError(f"FID needs the `fid` extra ({error}): pip install -e \".[fid]\"; the "
+                         f"samples are the chunks in {directory}.") from error
+    return _finished(directory, num, batch)
 
 
-def score(samples: np.ndarray, reference: np.ndarray, directory: str) -> dict:
-    """FID of samples [N, H, W, C] against reference images, and of SPLITS blocks of them.
-
-    The Inception features go to directory/features.npy (float32 [N, 2048]), so that other
-    summaries, and a scoring interrupted after them, need no second pass through the network.
-    """
-    path = os.path.join(directory, "features.npy")
-    features = np.load(path) if os.path.exists(path) else None
-    if features is None or features.shape != (len(samples), fid.FEATURE_DIM):
-        features = fid.inception_features(samples).astype(np.float32)
-        atomic.save_npy(path, features)
+def score(features: np.ndarray, reference: np.ndarray, directory: str) -> dict:
+    """FID of the samples' Inception features [N, 2048] against reference images, and of SPLITS
+    blocks of them; the features are also saved to directory/features.npy for other summaries."""
+    atomic.save_npy(os.path.join(directory, "features.npy"), features)
     mu_ref, sigma_ref = fid.reference_statistics(reference, fid_cache_dir())
-    splits = SPLITS if len(samples) >= 2 * SPLITS else 0
+    splits = SPLITS if len(features) >= 2 * SPLITS else 0
     return {"fid": fid.frechet_distance(*fid.statistics(features), mu_ref, sigma_ref),
             "fid_splits": fid.split_fids(features, mu_ref, sigma_ref, splits) if splits else [],
-            "fid_split_size": len(samples) // SPLITS if splits else 0}
+            "fid_split_size": len(features) // SPLITS if splits else 0}
 
 
-def _finished(directory: str, num: int, batch: int, samples: Optional[np.ndarray] = None
-              ) -> dict:
-    """Prints and returns fid.json; draws samples.png (the first 100 samples) if missing,
-    from `samples` when the caller has them in memory, else from the chunks."""
+def _finished(directory: str, num: int, batch: int) -> dict:
+    """Prints and returns fid.json; draws samples.png (the first 100 samples) if missing."""
     grid = os.path.join(directory, "samples.png")
     if not os.path.exists(grid):
-        samples = gather(directory, num, batch) if samples is None else samples
-        save_png(grid, image_grid(samples[:100], 10))
+        save_png(grid, image_grid(gather(directory, num, batch)[:100], 10))
     with open(os.path.join(directory, "fid.json")) as f:
         result = json.load(f)
     print(json.dumps(result, indent=1), flush=True)
