@@ -100,7 +100,8 @@ def sample_chunks(params, model_config, directory: str, num: int, batch: int, st
     made = 0
     for i in missing:
         path = _chunk_path(directory, i)
-        if not claim(path + ".lock"):
+        if not claim(path + ".lock"):  # another worker's: counted, so the ETA is the set's
+            progress.update(sizes[i])
             continue
         try:
             if not os.path.exists(path):  # another process may have finished it meanwhile
@@ -129,7 +130,8 @@ def feature_chunks(directory: str, num: int, batch: int) -> int:
     made = 0
     for i in todo:
         path = _features_path(directory, i)
-        if not claim(path + ".lock"):
+        if not claim(path + ".lock"):  # another worker's: counted, so the ETA is the set's
+            progress.update(sizes[i])
             continue
         try:
             if not _has_features(directory, i, sizes[i]):
