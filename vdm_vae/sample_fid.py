@@ -97,23 +97,18 @@ def sample_chunks(params, model_config, directory: str, num: int, batch: int, st
     progress = Progress(sum(sizes[i] for i in missing), f"sampling (T={steps})", "img",
                         interval=0.0)
     key = jax.random.PRNGKey(seed)
-    made = 0
-    for i in missing:
+
+    def make(i: int) -> int:
         path = _chunk_path(directory, i)
-        if not claim(path + ".lock"):  # another worker's: counted, so the ETA is the set's
-            progress.update(sizes[i])
-            continue
-        try:
-            if not os.path.exists(path):  # another process may have finished it meanwhile
-                images = np.asarray(sample(params, None, config=model_config,
-                                           rng=jax.random.fold_in(key, i), num_steps=steps,
-                                           num_samples=sizes[i], w_prior=prior))
-                atomic.save_npz(path, images=images)
-                made += 1
-        finally:
-            release(path + ".lock")
-        progress.update(sizes[i])
-    return made
+        if os.path.exists(path):  # another process may have finished it meanwhile
+            return 0
+        images = np.asarray(sample(params, None, config=model_config,
+                                   rng=jax.random.fold_in(key, i), num_steps=steps,
+                                   num_samples=sizes[i], w_prior=prior))
+        atomic.save_npz(path, images=images)
+        return 1
+
+    return _each_claimed(missing, lambda i: _chunk_path(directory, i), sizes, progress, make)
 
 
 def feature_chunks(directory: str, num: int, batch: int) -> int:
@@ -127,21 +122,31 @@ def feature_chunks(directory: str, num: int, batch: int) -> int:
     todo = [i for i in range(len(sizes)) if os.path.exists(_chunk_path(directory, i))
             and not _has_features(directory, i, sizes[i])]
     progress = Progress(sum(sizes[i] for i in todo), "inception features", "img", interval=0.0)
+
+    def make(i: int) -> int:
+        if _has_features(directory, i, sizes[i]):  # made by another process meanwhile
+            return 0
+        with np.load(_chunk_path(directory, i)) as f:
+            images = f["images"]
+        features = fid.inception_features(images, progress=False).astype(np.float32)
+        atomic.save_npy(_features_path(directory, i), features)
+        return 1
+
+    return _each_claimed(todo, lambda i: _features_path(directory, i), sizes, progress, make)
+
+
+def _each_claimed(todo, path_of, sizes, progress: Progress, make) -> int:
+    """make(i) (1 if it made chunk i's file, else 0) for each chunk i of `todo` whose lock
+    path_of(i) + ".lock" this process claims, released after; returns the sum. Chunks that
+    other workers hold count as done in `progress`, so that its ETA is the whole set's."""
     made = 0
     for i in todo:
-        path = _features_path(directory, i)
-        if not claim(path + ".lock"):  # another worker's: counted, so the ETA is the set's
-            progress.update(sizes[i])
-            continue
-        try:
-            if not _has_features(directory, i, sizes[i]):
-                with np.load(_chunk_path(directory, i)) as f:
-                    images = f["images"]
-                features = fid.inception_features(images, progress=False).astype(np.float32)
-                atomic.save_npy(path, features)
-                made += 1
-        finally:
-            release(path + ".lock")
+        lock = path_of(i) + ".lock"
+        if claim(lock):
+            try:
+                made += make(i)
+            finally:
+                release(lock)
         progress.update(sizes[i])
     return made
 
