@@ -214,6 +214,7 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
                 samples = gather(directory, num, batch)
                 atomic.save_npz(os.path.join(directory, "samples.npz"), compressed=True,
                                 images=samples)
+                save_png(os.path.join(directory, "samples.png"), image_grid(samples[:100], 10))
                 config, _ = load_run_config(workdir)
                 reference = data_lib.load_dataset(config["data"]).test_images
                 result = dict(plan, **score(features, reference, directory),
@@ -240,7 +241,8 @@ def score(features: np.ndarray, reference: np.ndarray, directory: str) -> dict:
 
 
 def _finished(directory: str, num: int, batch: int) -> dict:
-    """Prints and returns fid.json; draws samples.png (the first 100 samples) if missing."""
+    """Prints and returns fid.json; draws samples.png (the first 100 samples) if missing (a
+    folder scored before the grid was drawn)."""
     grid = os.path.join(directory, "samples.png")
     if not os.path.exists(grid):
         save_png(grid, image_grid(gather(directory, num, batch)[:100], 10))
