@@ -7,8 +7,9 @@
 
 Training counts as done when main.py wrote workdir/finished.json for the requested step count;
 only then is the run evaluated, and it is finished when eval/metrics.json is for that step count.
-A training stopped by SIGINT / SIGTERM (main.py exits 130 / 143 after saving a checkpoint) is
-not evaluated; the grid then exits with that code, and running it again resumes the run.
+A training stopped by SIGINT / SIGTERM (main.py exits 130 / 143 after saving a checkpoint, or
+dies of the signal while Python starts, before any step) is not evaluated; the grid then exits
+with 130 / 143, and running it again resumes the run.
 Runs live under --root (default $VDM_VAE_RUNS or ~/.cache/vdm_vae/runs, outside the work
 tree); every run resumes from its last checkpoint. With --jobs=N, N runs go at once, each
 pinned to its own core, so each run's CPU time is its own.
@@ -29,7 +30,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VDMS = ("svdm", "tvdm", "mvdm")
 ENCODERS = ("oepp", "oe", "se", "te", "ue", "none")
-INTERRUPTED = {130: "SIGINT", 143: "SIGTERM"}  # main.py's exit codes after saving
+# main.py's exit codes after saving; negative: killed by the signal before its handler was set
+# (while Python imports), when there is nothing new to save either.
+INTERRUPTED = {130: signal.SIGINT, 143: signal.SIGTERM, -signal.SIGINT: signal.SIGINT,
+               -signal.SIGTERM: signal.SIGTERM}
 
 
 def _name(vdm: str, encoder: str) -> str:
@@ -67,7 +71,7 @@ DEFAULT_ROOT = os.path.join(
 _PRINT = threading.Lock()
 _STOP = threading.Event()  # set by SIGINT/SIGTERM: runs save and stop, nothing new starts
 _CHILDREN = set()
-_STOPPED = {}  # name -> exit code of a training stopped by a signal
+_STOPPED = {}  # name -> 128 + the signal that stopped its training
 
 
 def _on_signal(signum, frame):
@@ -90,6 +94,8 @@ def run(cmd, log_path: str, prefix: str = "", cores=None) -> int:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, preexec_fn=pin)
         _CHILDREN.add(proc)
+        if _STOP.is_set():  # the signal came between the caller's check and the start
+            proc.send_signal(signal.SIGINT)
         for line in proc.stdout:
             with _PRINT:
                 sys.stdout.write(prefix + line)
@@ -123,7 +129,7 @@ def train_and_eval(name: str, args, cores=None) -> bool:
     if not training_finished(workdir, steps):
         code = run([sys.executable, "main.py"] + config, log, prefix, cores)
         if code in INTERRUPTED:
-            _STOPPED[name] = code
+            _STOPPED[name] = 128 + INTERRUPTED[code]
             return False
         if code != 0 or not training_finished(workdir, steps):
             with _PRINT:
@@ -197,8 +203,8 @@ def main(argv=None):
     failed = [n for n in run_all(names, args) if n not in _STOPPED]
     print(f"=== done in {time.time() - start:.0f}s", flush=True)
     for name, code in _STOPPED.items():
-        print(f"[{name}] training stopped by {INTERRUPTED[code]} (exit code {code}) after "
-              "saving a checkpoint: run the grid again to resume it.", flush=True)
+        print(f"[{name}] training stopped by {signal.Signals(code - 128).name} with its last "
+              "checkpoint saved: run the grid again to resume it.", flush=True)
     if _STOPPED:
         sys.exit(max(_STOPPED.values()))
     if failed:

@@ -4,7 +4,9 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -335,15 +337,28 @@ def _fake_main(run_grid, monkeypatch, train_code: int, marks_finished: bool):
     return calls
 
 
-@pytest.mark.parametrize("code", [130, 143])
+@pytest.mark.parametrize("code,exit_code", [(130, 130), (143, 143), (-2, 130), (-15, 143)])
 def test_interrupted_training_is_not_evaluated_and_the_grid_exits_with_its_code(
-        monkeypatch, tmp_path, code):
+        monkeypatch, tmp_path, code, exit_code):
     run_grid = _load("run_grid")
     calls = _fake_main(run_grid, monkeypatch, code, marks_finished=False)
     with pytest.raises(SystemExit) as stopped:
         run_grid.main(["--configs=mvdm", "--steps=5", f"--root={tmp_path}"])
-    assert stopped.value.code == code
+    assert stopped.value.code == exit_code
     assert calls == ["train"]
+
+
+def test_a_child_started_after_the_stop_signal_is_stopped_too(monkeypatch, tmp_path):
+    import threading
+
+    run_grid = _load("run_grid")
+    monkeypatch.setattr(run_grid, "_STOP", threading.Event())
+    run_grid._STOP.set()  # as if SIGINT came between train_and_eval's check and the start
+    start = time.time()
+    code = run_grid.run([sys.executable, "-c", "import time; time.sleep(120)"],
+                        str(tmp_path / "log"))
+    assert code == -signal.SIGINT
+    assert time.time() - start < 60
 
 
 def test_training_that_exits_zero_unfinished_is_not_evaluated(monkeypatch, tmp_path):

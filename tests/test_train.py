@@ -270,6 +270,31 @@ def test_signal_saves_exits_with_its_code_and_resumes(sig, code, tmp_path):
         assert json.load(f) == {"step": step + 1}
 
 
+def test_a_signal_during_the_setup_stops_before_the_first_step(tmp_path, monkeypatch):
+    import ml_collections
+
+    from vdm_vae import train
+
+    config = ml_collections.ConfigDict(_load_config("mvdm", "smoke"))
+    load_dataset = train.data_lib.load_dataset
+
+    def load_then_signal(data_config):  # SIGINT while the run is still setting up
+        dataset = load_dataset(data_config)
+        os.kill(os.getpid(), signal.SIGINT)
+        return dataset
+
+    monkeypatch.setattr(train.data_lib, "load_dataset", load_then_signal)
+    handler = signal.getsignal(signal.SIGINT)
+    workdir = tmp_path / "run"
+    with pytest.raises(train.Stopped) as stopped:
+        train.train_and_evaluate(config, str(workdir))
+    assert (stopped.value.signum, stopped.value.step, stopped.value.exit_code) == (
+        signal.SIGINT, 0, 130)
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert not glob.glob(str(workdir / "checkpoints" / "[0-9]*"))
+    assert not (workdir / "finished.json").exists()
+
+
 def test_corrupt_newest_checkpoint_falls_back_with_quiet_logs(tmp_path):
     workdir = str(tmp_path / "run")
     common = ["--config=configs/mvdm.py:smoke", f"--workdir={workdir}",

@@ -83,10 +83,11 @@ def _check_same_model(workdir: str, model_config: ModelConfig):
 
 
 class Stopped(Exception):
-    """Training stopped on a signal after saving; `exit_code` is 128 + the signal number."""
+    """Training stopped on a signal, its state at `step` on disk; `exit_code` is 128 + the
+    signal number."""
 
     def __init__(self, signum: int, step: int):
-        super().__init__(f"signal {signum}: saved step {step} and stopped.")
+        super().__init__(f"signal {signum}: stopped at step {step}, which is saved.")
         self.signum, self.step, self.exit_code = signum, step, 128 + signum
 
 
@@ -194,7 +195,16 @@ def sample_figures(params, dataset, model_config: ModelConfig, config, rng) -> d
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-    """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state."""
+    """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state.
+
+    SIGINT / SIGTERM are caught from the start, so a signal during the setup (loading the data,
+    restoring, compiling) stops the run before its first step instead of being lost.
+    """
+    with StopSignals() as stop:
+        return _train(config, workdir, stop)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, stop: "StopSignals") -> TrainState:
     # --- Setup: validate everything before any work.
     validate_training_config(config)
     t = config.training
@@ -238,33 +248,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         process_index=jax.process_index(), process_count=jax.process_count())
     p_state, p_rng = replicate(state, devices), replicate(train_rng, devices)
     history, timer = [], StepTimer()
-    last_saved = ckpt.restored_step
+    last_saved, start_step = ckpt.restored_step, step
     received = None
-    with StopSignals() as stop:
-        while step < last_step and (received := stop.agreed()) is None:
-            p_state, metrics = train_step(p_state, next(batches), p_rng)
-            history += [(step + i + 1, jax.tree_util.tree_map(lambda m, i=i: m[:, i], metrics))
-                        for i in range(substeps)]
-            step += substeps
-            if not timer.running:  # the first step compiles: time from its end on
-                jax.block_until_ready(p_state)
-                timer.start(step)
-            done = step >= last_step
-            if step % t.steps_per_logging == 0 or done or step % t.steps_per_save == 0:
-                history = _flush_history(history, writer, step, t, timer, last_saved, ckpt,
-                                         cpu)
-            if step % t.steps_per_save == 0 or done:
-                ckpt.save(step, _unreplicate(p_state))
-                last_saved = step
-                timer.restart(step)  # saving is not a training step
-            if step % t.steps_per_eval == 0 or done:
-                _periodic_eval(p_state, dataset, model_config, config, writer, step,
-                               sample_rng, cpu)
-                timer.restart(step)
-        if received is not None:
-            if step != last_saved:
-                _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu)
-                ckpt.save(step, _unreplicate(p_state))
+    while step < last_step and (received := stop.agreed()) is None:
+        p_state, metrics = train_step(p_state, next(batches), p_rng)
+        history += [(step + i + 1, jax.tree_util.tree_map(lambda m, i=i: m[:, i], metrics))
+                    for i in range(substeps)]
+        step += substeps
+        if not timer.running:  # the first step compiles: time from its end on
+            jax.block_until_ready(p_state)
+            timer.start(step)
+        done = step >= last_step
+        if step % t.steps_per_logging == 0 or done or step % t.steps_per_save == 0:
+            history = _flush_history(history, writer, step, t, timer, last_saved, ckpt,
+                                     cpu)
+        if step % t.steps_per_save == 0 or done:
+            ckpt.save(step, _unreplicate(p_state))
+            last_saved = step
+            timer.restart(step)  # saving is not a training step
+        if step % t.steps_per_eval == 0 or done:
+            _periodic_eval(p_state, dataset, model_config, config, writer, step,
+                           sample_rng, cpu)
+            timer.restart(step)
+    if received is not None:
+        if step in (start_step, last_saved):  # e.g. a signal during the setup
+            say(f"Signal {received}: stopped at step {step}, nothing new to save.")
+        else:
+            _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu)
+            ckpt.save(step, _unreplicate(p_state))
             say(f"Signal {received}: saved step {step} and stopped.")
     ckpt.close()
     writer.close()
