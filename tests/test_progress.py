@@ -33,3 +33,19 @@ def test_progress_line_eta_from_rate_or_unknown():
     line = format_progress(100, 7300, scalars, 2.0, 64)
     assert line.endswith("2.00 steps/s  128.0 img/s  ETA 1h00m00s"), line
     assert format_progress(1, 100, scalars, None, 64).endswith("-- steps/s  ETA --")
+
+
+def test_progress_rate_and_eta_from_the_count_done(monkeypatch, capsys):
+    clock = _Clock()
+    monkeypatch.setattr(progress.time, "time", clock)
+    bar = progress.Progress(100, "sampling", "img", interval=0.0)
+    clock.now += 10.0
+    bar.set(0)  # nothing done yet (e.g. every chunk so far held by other workers)
+    clock.now += 10.0
+    bar.set(40)
+    bar.update(10)
+    assert capsys.readouterr().err.splitlines() == [
+        "sampling: 0/100 (0%) 0.0 img/s ETA --",
+        "sampling: 40/100 (40%) 2.0 img/s ETA 30s",
+        "sampling: 50/100 (50%) 2.5 img/s ETA 20s",
+    ]

@@ -66,6 +66,25 @@ def test_a_chunk_held_by_another_process_is_left_to_it(tmp_path, model):
     assert sample_fid.gather(str(directory), 4, 2) is None
 
 
+def test_progress_counts_chunks_written_not_those_another_worker_holds(tmp_path, capsys):
+    from vdm_vae.progress import Progress
+
+    with open(tmp_path / "f0.lock", "w") as f:
+        f.write(f"{os.uname().nodename} {os.getppid()}")  # chunk 0 held by a live process
+
+    def path_of(i):
+        return str(tmp_path / f"f{i}")
+
+    def make(i):
+        open(path_of(i), "w").close()
+        return 1
+
+    bar = Progress(6, "sampling", "img", interval=0.0)
+    assert sample_fid._each_claimed([0, 1, 2], path_of, [2, 2, 2], bar, make) == 2
+    counts = [line.split()[1] for line in capsys.readouterr().err.splitlines()]
+    assert counts == ["0/6", "2/6", "4/6"]  # the held chunk is not counted before it is written
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("fid") / "mvdm_oe")

@@ -38,11 +38,18 @@ class Progress:
         self.done, self.start, self.last = 0, time.time(), 0.0
 
     def update(self, n: int = 1):
-        self.done += n
+        self.set(self.done + n)
+
+    def set(self, done: int):
+        """Sets the count done so far (e.g. counted on disk, whoever did the work)."""
+        self.done = done
         now = time.time()
         if now - self.last >= self.interval or self.done >= self.total:
             self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            print(f"{self.desc}: {self.done}/{self.total} ({100.0 * self.done / self.total:.0f}%) "
-                  f"{rate:.1f} {self.unit}/s ETA {eta:.0f}s", file=sys.stderr, flush=True)
+            print(self.line(now), file=sys.stderr, flush=True)
+
+    def line(self, now: float) -> str:
+        rate = self.done / max(now - self.start, 1e-9)
+        eta = f"{(self.total - self.done) / rate:.0f}s" if rate > 0 else "--"
+        return (f"{self.desc}: {self.done}/{self.total} ({100.0 * self.done / self.total:.0f}%) "
+                f"{rate:.1f} {self.unit}/s ETA {eta}")

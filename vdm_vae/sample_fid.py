@@ -137,8 +137,9 @@ def feature_chunks(directory: str, num: int, batch: int) -> int:
 
 def _each_claimed(todo, path_of, sizes, progress: Progress, make) -> int:
     """make(i) (1 if it made chunk i's file, else 0) for each chunk i of `todo` whose lock
-    path_of(i) + ".lock" this process claims, released after; returns the sum. Chunks that
-    other workers hold count as done in `progress`, so that its ETA is the whole set's."""
+    path_of(i) + ".lock" this process claims, released after; returns the sum. `progress`
+    counts the chunks of `todo` whose files exist, whoever made them, so that its rate and ETA
+    are the whole set's (a chunk another worker holds counts once written, not once claimed)."""
     made = 0
     for i in todo:
         lock = path_of(i) + ".lock"
@@ -147,7 +148,7 @@ def _each_claimed(todo, path_of, sizes, progress: Progress, make) -> int:
                 made += make(i)
             finally:
                 release(lock)
-        progress.update(sizes[i])
+        progress.set(sum(sizes[j] for j in todo if os.path.exists(path_of(j))))
     return made
 
 
