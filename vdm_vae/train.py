@@ -83,11 +83,11 @@ def _check_same_model(workdir: str, model_config: ModelConfig):
 
 
 class Stopped(Exception):
-    """Training stopped on a signal, its state at `step` on disk; `exit_code` is 128 + the
-    signal number."""
+    """Training stopped on a signal at `step`, after saving it if it was trained since the last
+    checkpoint; `exit_code` is 128 + the signal number."""
 
     def __init__(self, signum: int, step: int):
-        super().__init__(f"signal {signum}: stopped at step {step}, which is saved.")
+        super().__init__(f"signal {signum}: stopped at step {step}.")
         self.signum, self.step, self.exit_code = signum, step, 128 + signum
 
 
@@ -198,7 +198,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state.
 
     SIGINT / SIGTERM are caught from the start, so a signal during the setup (loading the data,
-    restoring, compiling) stops the run before its first step instead of being lost.
+    building or restoring the state) stops the run before its first step instead of being lost.
     """
     with StopSignals() as stop:
         return _train(config, workdir, stop)
