@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -349,8 +350,6 @@ def test_interrupted_training_is_not_evaluated_and_the_grid_exits_with_its_code(
 
 
 def test_a_child_started_after_the_stop_signal_is_stopped_too(monkeypatch, tmp_path):
-    import threading
-
     run_grid = _load("run_grid")
     monkeypatch.setattr(run_grid, "_STOP", threading.Event())
     run_grid._STOP.set()  # as if SIGINT came between train_and_eval's check and the start

@@ -204,7 +204,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         return _train(config, workdir, stop)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, stop: "StopSignals") -> TrainState:
+def _train(config: ml_collections.ConfigDict, workdir: str, stop: StopSignals) -> TrainState:
     # --- Setup: validate everything before any work.
     validate_training_config(config)
     t = config.training
