@@ -23,18 +23,59 @@ def model():
     return config, {"params": perturb(variables["params"], 4)}
 
 
-def test_a_lock_is_exclusive_while_its_process_lives_and_taken_over_after(tmp_path):
+_HOLDER = """
+import sys
+from vdm_vae import locks
+print(locks.claim(sys.argv[1]), flush=True)
+sys.stdin.read()  # holds the lock until its stdin closes
+"""
+
+
+def _holder(lock):
+    """A process that claims `lock` and holds it until its stdin closes; (it, its claim)."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, lock], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    return proc, proc.stdout.readline().strip() == "True"
+
+
+def test_a_lock_is_exclusive_while_its_holder_lives_and_free_once_it_is_killed(tmp_path):
     lock = str(tmp_path / "chunk.lock")
     assert locks.claim(lock)
-    assert not locks.claim(lock)  # held by this (live) process
-    os.remove(lock)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
-    with open(lock, "w") as f:
-        f.write(f"{os.uname().nodename} {dead}")
-    assert locks.claim(lock)
+    assert not locks.claim(lock)  # held by this process
+    proc, claimed = _holder(lock)
+    assert not claimed  # nor by another
+    proc.communicate()
+    locks.release(lock)
+    assert not os.path.exists(lock)
+
+    proc, claimed = _holder(lock)
+    assert claimed and not locks.claim(lock)
+    proc.kill()  # dies holding it, the file left behind
+    proc.wait()
+    assert os.path.exists(lock) and locks.claim(lock)
     with open(lock) as f:
-        assert f.read().split()[1] == str(os.getpid())
+        assert f.read().split() == [os.uname().nodename, str(os.getpid())]
+    locks.release(lock)
+
+
+def test_a_lock_file_naming_a_live_pid_but_unlocked_is_free(tmp_path):
+    lock = str(tmp_path / "chunk.lock")
+    with open(lock, "w") as f:  # as an older lock file, or one whose pid was reused
+        f.write(f"{os.uname().nodename} {os.getppid()}")
+    assert locks.claim(lock)
+    locks.release(lock)
+
+
+def test_processes_claiming_one_free_lock_at_once_get_it_exactly_once(tmp_path):
+    lock = str(tmp_path / "chunk.lock")
+    with open(lock, "w") as f:
+        f.write("otherhost 1")  # left behind: every process sees a lock file to take over
+    holders = [_holder(lock) for _ in range(6)]
+    for proc, _ in holders:
+        proc.communicate()
+    assert [proc.returncode for proc, _ in holders] == [0] * 6
+    assert sum(claimed for _, claimed in holders) == 1
 
 
 def test_chunks_resume_to_the_same_samples(tmp_path, model):
@@ -59,9 +100,9 @@ def test_a_chunk_held_by_another_process_is_left_to_it(tmp_path, model):
     config, params = model
     directory = tmp_path / "held"
     directory.mkdir()
-    with open(directory / "chunk_00000.npz.lock", "w") as f:
-        f.write(f"{os.uname().nodename} {os.getppid()}")  # a live process
+    assert locks.claim(str(directory / "chunk_00000.npz.lock"))  # as another worker would
     assert sample_fid.sample_chunks(params, config, str(directory), 4, 2, 2, 0) == 1
+    locks.release(str(directory / "chunk_00000.npz.lock"))
     assert not (directory / "chunk_00000.npz").exists()
     assert sample_fid.gather(str(directory), 4, 2) is None
 
@@ -69,8 +110,7 @@ def test_a_chunk_held_by_another_process_is_left_to_it(tmp_path, model):
 def test_progress_counts_chunks_written_not_those_another_worker_holds(tmp_path, capsys):
     from vdm_vae.progress import Progress
 
-    with open(tmp_path / "f0.lock", "w") as f:
-        f.write(f"{os.uname().nodename} {os.getppid()}")  # chunk 0 held by a live process
+    assert locks.claim(str(tmp_path / "f0.lock"))  # chunk 0 held, as by another worker
 
     def path_of(i):
         return str(tmp_path / f"f{i}")
@@ -83,6 +123,7 @@ def test_progress_counts_chunks_written_not_those_another_worker_holds(tmp_path,
     assert sample_fid._each_claimed([0, 1, 2], path_of, [2, 2, 2], bar, make) == 2
     counts = [line.split()[1] for line in capsys.readouterr().err.splitlines()]
     assert counts == ["0/6", "2/6", "4/6"]  # the held chunk is not counted before it is written
+    locks.release(str(tmp_path / "f0.lock"))
 
 
 @pytest.fixture(scope="module")
@@ -192,11 +233,10 @@ def test_the_inception_pass_is_shared_by_chunk_and_never_repeated(tmp_path, monk
         np.savez(os.path.join(directory, f"chunk_{i:05d}.npz"),
                  images=np.full((size, 4, 4, 1), i, np.uint8))
     held = os.path.join(directory, "features_00001.npy.lock")
-    with open(held, "w") as f:
-        f.write(f"{os.uname().nodename} {os.getppid()}")  # a live process
+    assert locks.claim(held)  # as another worker would
     assert sample_fid.feature_chunks(directory, 10, 4) == 2 and calls == [4, 2]
     assert sample_fid.gather_features(directory, 10, 4) is None  # chunk 1 is still held
-    os.remove(held)  # its process finished without making them
+    locks.release(held)  # its holder finished without making them
     assert sample_fid.feature_chunks(directory, 10, 4) == 1 and calls == [4, 2, 4]
     features = sample_fid.gather_features(directory, 10, 4)
     assert features.shape == (10, fid.FEATURE_DIM) and features.dtype == np.float32

@@ -1,48 +1,50 @@
 """Lock files that let processes of one host share a list of jobs (e.g. chunks of samples).
 
-A lock file holds its owner's host and pid; one left by a process that died is taken over.
+A lock is an exclusive `flock` on its file, which the kernel drops when the holding process ends,
+however it ends: a lock left by a killed process is free at once, with no stale-lock guessing
+(a pid written in the file could be reused, and two processes could both judge it dead). The
+file holds its holder's host and pid, for people; the lock itself is the `flock`.
 """
 
+import fcntl
 import os
 import socket
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_held: dict[str, int] = {}  # path -> descriptor holding its lock, in this process
 
 
 def claim(path: str) -> bool:
-    """Creates the lock file `path` holding this host and pid; False if another live process
-    of this host holds it. A lock left by a dead process is taken over."""
-    me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
+    """Takes the lock of `path` (creating the file); False if another holder has it, in this
+    process or another. Released by `release(path)` or by the end of this process."""
+    if path in _held:
+        return False
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                with open(path) as f:
-                    host, pid = f.read().split()
-            except (FileNotFoundError, ValueError):
-                continue  # released or being written: try again
-            if host != socket.gethostname() or _alive(int(pid)):
-                return False
-            os.remove(path)  # its process died
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(me)
-        return True
-    return False
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        try:
+            linked = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            linked = False
+        if linked:
+            break
+        os.close(fd)  # its holder released (removed) it between our open and flock: again
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
+    _held[path] = fd
+    return True
 
 
 def release(path: str):
-    """Removes a lock file (already gone if another process took it over as stale)."""
+    """Removes the lock file of `path` and drops its lock (nothing if this process holds none).
+    The file goes first, so that a process that opened it meanwhile sees it unlinked and retries."""
+    fd = _held.pop(path, None)
+    if fd is None:
+        return
     try:
         os.remove(path)
-    except FileNotFoundError:
-        pass
+    finally:
+        os.close(fd)
