@@ -22,6 +22,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from vdm_vae import atomic
 from vdm_vae.console import say, warn
 
 CACHE_ENV = "VDM_VAE_DATA"
@@ -165,25 +166,12 @@ def read_cache(cache_file: pathlib.Path) -> Optional[Dict[str, np.ndarray]]:
 
 
 def write_cache(cache_file: pathlib.Path, arrays: Dict[str, np.ndarray]) -> None:
-    """Writes the arrays and their sha256 atomically (temporary file + os.replace)."""
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    """Writes the arrays, then their sha256, each whole or not at all (`vdm_vae.atomic`); a
+    stop between the two leaves a sha256 that does not match, and the cache is rebuilt."""
     sha_file = cache_file.with_name(cache_file.name + ".sha256")
-    npz_tmp = _temp_path(cache_file)
-    with open(npz_tmp, "wb") as f:
-        np.savez(f, **{key: arrays[key] for key in ARRAY_KEYS})
-    sha_tmp = _temp_path(sha_file)
-    sha_tmp.write_text(sha256_of_file(npz_tmp) + "\n")
-    os.replace(npz_tmp, cache_file)
-    os.replace(sha_tmp, sha_file)
+    atomic.save_npz(str(cache_file), **{key: arrays[key] for key in ARRAY_KEYS})
+    atomic.write_text(str(sha_file), sha256_of_file(cache_file) + "\n")
     say(f"Cached MNIST in {cache_file}.")
-
-
-def _temp_path(target: pathlib.Path) -> pathlib.Path:
-    """A fresh, closed, world-readable temporary file next to `target` (same file system)."""
-    fd, name = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    os.chmod(name, 0o644)
-    return pathlib.Path(name)
 
 
 def fetch_mnist_pickle(folder: pathlib.Path) -> bytes:
