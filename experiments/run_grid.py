@@ -128,8 +128,10 @@ def train_and_eval(name: str, args, cores=None) -> bool:
         return False
     if not training_finished(workdir, steps):
         code = run([sys.executable, "main.py"] + config, log, prefix, cores)
-        if code in INTERRUPTED:
-            _STOPPED[name] = 128 + INTERRUPTED[code]
+        if code in INTERRUPTED or (code != 0 and _STOP.is_set()):
+            # A child the stop reached while Python was still starting exits 1 (a traceback
+            # of KeyboardInterrupt): stopped too, not failed.
+            _STOPPED[name] = 128 + INTERRUPTED.get(code, signal.SIGINT)
             return False
         if code != 0 or not training_finished(workdir, steps):
             with _PRINT:

@@ -1,5 +1,6 @@
 """experiments/collect.py: the table comes from the metrics files, merged across calls."""
 
+import argparse
 import importlib.util
 import json
 import os
@@ -356,8 +357,26 @@ def test_a_child_started_after_the_stop_signal_is_stopped_too(monkeypatch, tmp_p
     start = time.time()
     code = run_grid.run([sys.executable, "-c", "import time; time.sleep(120)"],
                         str(tmp_path / "log"))
-    assert code == -signal.SIGINT
+    # killed by SIGINT, or exit 1 with a KeyboardInterrupt if it came while Python was starting
+    assert code in (-signal.SIGINT, 1)
     assert time.time() - start < 60
+
+
+def test_a_training_that_fails_while_the_runner_stops_counts_as_stopped(monkeypatch, tmp_path,
+                                                                        capsys):
+    run_grid = _load("run_grid")
+    monkeypatch.setattr(run_grid, "_STOP", threading.Event())
+    monkeypatch.setattr(run_grid, "_STOPPED", {})
+
+    def stopped_while_starting(cmd, log_path, prefix="", cores=None):
+        run_grid._STOP.set()
+        return 1  # a KeyboardInterrupt during the child's interpreter start
+
+    monkeypatch.setattr(run_grid, "run", stopped_while_starting)
+    args = argparse.Namespace(root=str(tmp_path), steps=5, train_args="", eval_args="", jobs=1)
+    assert not run_grid.train_and_eval("mvdm", args)
+    assert run_grid._STOPPED == {"mvdm": 128 + signal.SIGINT}
+    assert "training failed" not in capsys.readouterr().out
 
 
 def test_training_that_exits_zero_unfinished_is_not_evaluated(monkeypatch, tmp_path):
