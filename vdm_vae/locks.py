@@ -26,11 +26,10 @@ def claim(path: str) -> bool:
             os.close(fd)
             return False
         try:
-            linked = os.stat(path).st_ino == os.fstat(fd).st_ino
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
         except FileNotFoundError:
-            linked = False
-        if linked:
-            break
+            pass
         os.close(fd)  # its holder released (removed) it between our open and flock: again
     os.ftruncate(fd, 0)
     os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
@@ -46,5 +45,7 @@ def release(path: str):
         return
     try:
         os.remove(path)
+    except FileNotFoundError:
+        pass  # removed by hand meanwhile
     finally:
         os.close(fd)
