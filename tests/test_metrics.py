@@ -116,6 +116,20 @@ def test_probes_at_chance_on_random_labels():
     assert abs(probes.knn_accuracy(*args) - 0.1) < 0.04
 
 
+def test_the_mlp_probe_reads_a_code_that_no_linear_probe_can():
+    """Label = whether a point lies inside a circle holding half the square: no hyperplane
+    separates it."""
+    rng = np.random.default_rng(9)
+    x = rng.uniform(-1.5, 1.5, size=(4000, 2))
+    y = (np.sum(x ** 2, axis=1) < 9.0 / (2.0 * np.pi)).astype(int)
+    args = (x[:3000], y[:3000], x[3000:], y[3000:])
+    linear = np.mean(probes.linear_probe_correct(*args))
+    mlp = np.mean(probes.mlp_probe_correct(*args))
+    assert linear < 0.65 and mlp > 0.95
+    with pytest.raises(ValueError, match="hidden"):
+        probes.mlp_probe_correct(*args, hidden=0)
+
+
 def test_probes_reject_bad_input():
     x, y = np.zeros((10, 3)), np.arange(10) % 2
     with pytest.raises(ValueError, match="test_x"):
