@@ -201,25 +201,25 @@ def test_probe_checkpoint_probes_a_chosen_step_beside_pixels_and_pca(trained, tr
 def test_readability_probes_the_input_of_the_encoders_last_dense(trained, trained_uncond):
     from conftest import load_experiment
 
-    readability = load_experiment("readability")
+    probe_checkpoint = load_experiment("probe_checkpoint")
     params, config = vdm_vae.load(trained[0])
     images = np.random.default_rng(0).integers(0, 256, (6,) + config.image_shape, dtype=np.uint8)
-    mu, features = readability.encoder_features({"params": params}, images, config, batch=4)
+    mu, features = probe_checkpoint.encoder_features({"params": params}, images, config, batch=4)
     mean, _ = vdm_vae.encode(params, images, config=config)
     np.testing.assert_allclose(mu, mean, rtol=1e-5, atol=1e-6)
     dense = params["encoder"]["dense"]
     out = features @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
     np.testing.assert_allclose(out[:, :config.w_dim], mean, rtol=1e-4, atol=1e-5)
 
-    result = readability.readability(trained[0], step=1)
+    result = probe_checkpoint.readability(trained[0], step=1)
     assert result["step"] == 1 and result["w_dim"] == config.w_dim
     assert result["features_dim"] == features.shape[1] > config.w_dim
     for name in ("linear_mu", "mlp_mu", "linear_features"):
         low, high = result[f"{name}_ci"]
         assert 0 <= low <= result[name] <= high <= 1
-    assert "over linear on mu" in readability.table(result)
-    with pytest.raises(SystemExit, match="encoder.kind='none'"):
-        readability.readability(trained_uncond[0])
+    assert "over linear on mu" in probe_checkpoint.readability_table(result)
+    with pytest.raises(SystemExit, match="has no encoder"):
+        probe_checkpoint.readability(trained_uncond[0])
 
 
 def _fid_available() -> bool:
