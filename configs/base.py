@@ -38,7 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
         gamma_type="fixed", gamma_min=-13.3, gamma_max=5.0,
         sm_n_timesteps=0, sm_n_embd=64, sm_n_layer=16, sm_pdrop=0.1, sm_norm_groups=8,
         clip_samples=True, compute_dtype="float32", attention_impl="auto", sm_ch_mult=(1,),
-        w_min_gamma=ml_collections.config_dict.placeholder(float),
+        w_min_gamma=ml_collections.config_dict.placeholder(float), w_prior_components=0,
         encoder=d(kind="none", block_out_channels=64, layers_per_block=2, norm_num_groups=32,
                   w_dim=128, channel_mult=(1,), out_channels=1),
         loss=d(beta=1.0, free_bits=0.0, capacity=0.0, mmd_weight=0.0),

@@ -84,10 +84,12 @@ def kl_objective(kl_per_dim: jax.Array, free_bits: float, capacity: float) -> ja
     if free_bits > 0:
         dim_mean = jnp.mean(kl, axis=0, keepdims=True)
         kl = jnp.where(dim_mean < free_bits, free_bits + 0.0 * kl, kl)
-    total = jnp.sum(kl, axis=-1)
-    if capacity > 0:
-        total = jnp.abs(total - capacity)
-    return total
+    return capacity_objective(jnp.sum(kl, axis=-1), capacity)
+
+
+def capacity_objective(kl: jax.Array, capacity: float) -> jax.Array:
+    """|KL - capacity| per example [B] if capacity > 0 (Burgess et al. 2018), else KL [B]."""
+    return jnp.abs(kl - capacity) if capacity > 0 else kl
 
 
 def mmd_to_standard_normal(rng: jax.Array, w: jax.Array) -> jax.Array:

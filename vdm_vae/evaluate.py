@@ -22,7 +22,7 @@ from vdm_vae.metrics import collapse, intervals, probes
 from vdm_vae.model import VDMVAE, init_params
 from vdm_vae.model_config import ModelConfig
 from vdm_vae.progress import Progress
-from vdm_vae.sampling import decode_z0, encode, reverse_steps, sample
+from vdm_vae.sampling import decode_z0, draw_prior_w, encode, reverse_steps, sample
 
 W_USAGE_BINS = 20
 
@@ -125,7 +125,7 @@ def pixel_features(train_images: np.ndarray, test_images: np.ndarray, w_dim: int
 
 def w_usage_profile(params, images: np.ndarray, mean: np.ndarray, logvar: np.ndarray,
                     config: ModelConfig, rng: jax.Array) -> Dict[str, list]:
-    """Diffusion loss per time bin with w from q(w|x), from N(0, I), and shuffled across x.
+    """Diffusion loss per time bin with w from q(w|x), from the prior, and shuffled across x.
 
     The same (eps, t) is used for the three choices, so the differences are paired.
     """
@@ -133,7 +133,7 @@ def w_usage_profile(params, images: np.ndarray, mean: np.ndarray, logvar: np.nda
     rng_q, rng_p, rng_perm, rng_eps = jax.random.split(rng, 4)
     w_post = mean + np.exp(0.5 * logvar) * np.asarray(jax.random.normal(rng_q, mean.shape))
     choices = {"posterior": w_post,
-               "prior": np.asarray(jax.random.normal(rng_p, mean.shape)),
+               "prior": np.asarray(draw_prior_w(params, config, n, rng_p)),
                "shuffled": w_post[np.asarray(jax.random.permutation(rng_perm, n))]}
     t_bins = (np.arange(W_USAGE_BINS) + 0.5) / W_USAGE_BINS
     curves = {name: [] for name in choices}

@@ -5,7 +5,7 @@ from typing import Dict, Sequence
 import jax
 import jax.numpy as jnp
 
-from vdm_vae.diffusion import bits_per_dim_factor, kl_objective
+from vdm_vae.diffusion import bits_per_dim_factor, capacity_objective, kl_objective
 from vdm_vae.model import VAEOutput
 from vdm_vae.model_config import LossConfig
 
@@ -42,5 +42,8 @@ def training_objective(out: VAEOutput, loss: LossConfig, image_shape: Sequence[i
     """
     k = bits_per_dim_factor(image_shape)
     vdm = out.loss_recon + out.loss_klz + out.loss_diff
-    kl = kl_objective(out.kl_w_per_dim, loss.free_bits, loss.capacity)
+    if loss.free_bits > 0:  # per-dimension floors: on the KL to N(0, I), the only prior they allow
+        kl = kl_objective(out.kl_w_per_dim, loss.free_bits, loss.capacity)
+    else:
+        kl = capacity_objective(out.kl_w, loss.capacity)
     return jnp.mean(vdm + beta * kl) * k + loss.mmd_weight * out.mmd_w

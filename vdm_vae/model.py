@@ -8,8 +8,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vdm_vae import diffusion
+from vdm_vae import diffusion, mixture_prior
 from vdm_vae.encoder import Encoder
+from vdm_vae.mixture_prior import MixturePrior
 from vdm_vae.model_config import ModelConfig
 from vdm_vae.schedules import make_schedule
 from vdm_vae.unet import ScoreUNet
@@ -23,16 +24,12 @@ class VAEOutput:
     loss_recon: jax.Array  # [B] -log p(x|z_0)
     loss_klz: jax.Array  # [B] KL(q(z_1|x) || N(0, I))
     loss_diff: jax.Array  # [B] diffusion loss given w
+    kl_w: jax.Array  # [B] KL(q(w|x) || p(w)): closed form for N(0, I), else a one-draw estimate
     kl_w_per_dim: jax.Array  # [B, w_dim] KL(q(w|x) || N(0, I)) per dimension ([B, 0] if none)
     mmd_w: jax.Array  # [] MMD^2 of the batch of w against N(0, I) (0 unless weighted)
     t: jax.Array  # [B] diffusion times used
     gamma_0: jax.Array  # []
     gamma_1: jax.Array  # []
-
-    @property
-    def kl_w(self) -> jax.Array:
-        """[B] KL of w, nats."""
-        return jnp.sum(self.kl_w_per_dim, axis=-1)
 
     @property
     def total(self) -> jax.Array:
@@ -45,7 +42,8 @@ class VDMVAE(nn.Module):
 
     Submodules `score_model` and `gamma` carry google-research/vdm's names, so an
     unconditional parameter tree of the original loads unchanged; `encoder` is added when
-    config.encoder.kind != "none". With more than one entry in config.sm_ch_mult the score
+    config.encoder.kind != "none", and `w_prior` with a learned mixture prior
+    (config.w_prior_components > 0). With more than one entry in config.sm_ch_mult the score
     model is the multi-resolution U-Net instead of the original's.
     """
 
@@ -57,6 +55,8 @@ class VDMVAE(nn.Module):
         self.gamma = make_schedule(self.config)
         if self.config.conditional:
             self.encoder = Encoder(self.config.encoder, self.config.attention_impl)
+        if self.config.w_prior_components:
+            self.w_prior = MixturePrior(self.config.w_prior_components, self.config.w_dim)
 
     def gamma_scalar(self, t: float) -> jax.Array:
         """gamma(t) as a 0-d array."""
@@ -74,6 +74,12 @@ class VDMVAE(nn.Module):
         cond = jnp.zeros((z.shape[0], 1), jnp.float32) if w is None else w
         return self.score_model(z, g_t, cond, deterministic)
 
+    def sample_prior_w(self, rng: jax.Array, num: int) -> jax.Array:
+        """num draws of w from the model's prior p(w): [num, w_dim]."""
+        if self.config.w_prior_components:
+            return self.w_prior.sample(rng, num)
+        return jax.random.normal(rng, (num, self.config.w_dim))
+
     def __call__(self, images: jax.Array, deterministic: bool = True,
                  t: Optional[jax.Array] = None, w: Optional[jax.Array] = None,
                  example_ids: Optional[jax.Array] = None, eps_0: Optional[jax.Array] = None,
@@ -85,7 +91,8 @@ class VDMVAE(nn.Module):
           deterministic: disables dropout.
           t: optional [B] times (default: sampled, antithetic if configured).
           w: optional [B,w_dim] code to condition on instead of a draw from q(w|x)
-            (the KL is still that of q(w|x)); used to measure how much the decoder uses w.
+            (the KL is still that of q(w|x), estimated from its own draw under a mixture
+            prior); used to measure how much the decoder uses w.
           example_ids: optional [B] global indices of the examples; the noise of example i is
             then drawn from a key folded with i, so a batch split over devices sees the same
             noise as on one device.
@@ -113,13 +120,18 @@ class VDMVAE(nn.Module):
             eps = _normal(self.make_rng("sample"), f.shape, example_ids)
 
         kl_w_per_dim = jnp.zeros((batch, 0), jnp.float32)
+        kl_w = jnp.zeros((batch,), jnp.float32)
         with_mmd = c.conditional and w is None and c.loss.mmd_weight > 0
         if c.conditional:
             mean, logvar = self.encoder(f, t if c.encoder.kind == "conv_time" else None)
             kl_w_per_dim = diffusion.gaussian_kl(mean, logvar)
-            if w is None:
+            kl_w = jnp.sum(kl_w_per_dim, axis=-1)
+            if w is None or c.w_prior_components:
                 eps_w = _normal(self.make_rng("sample"), mean.shape, example_ids)
-                w = mean + jnp.exp(0.5 * logvar) * eps_w
+                w_q = mean + jnp.exp(0.5 * logvar) * eps_w
+                w = w_q if w is None else w
+                if c.w_prior_components:
+                    kl_w = mixture_prior.kl_estimate(self.w_prior(w_q), logvar)
 
         g_t = self.gamma(t)
         var_t = nn.sigmoid(g_t)[:, None, None, None]
@@ -139,7 +151,8 @@ class VDMVAE(nn.Module):
             loss_diff = diffusion.diffusion_loss_discrete(g_t, g_s, mse, c.sm_n_timesteps)
 
         return VAEOutput(loss_recon=loss_recon, loss_klz=loss_klz, loss_diff=loss_diff,
-                         kl_w_per_dim=kl_w_per_dim, mmd_w=mmd_w, t=t, gamma_0=g_0, gamma_1=g_1)
+                         kl_w=kl_w, kl_w_per_dim=kl_w_per_dim, mmd_w=mmd_w, t=t,
+                         gamma_0=g_0, gamma_1=g_1)
 
     def reverse_step(self, i: jax.Array, num_steps: int, z_t: jax.Array,
                      w: Optional[jax.Array], rng: jax.Array,

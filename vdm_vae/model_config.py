@@ -69,6 +69,9 @@ class ModelConfig:
         noise ratio exp(-gamma_t) at most exp(-w_min_gamma)) and zeros in its place elsewhere,
         so w can only help where the noise hides the image's global structure. The decoder
         p(x|w) stays a valid model of x given w: the bound is unchanged in form. None: always.
+      w_prior_components: the prior p(w). 0: N(0, I), the KL of w in closed form. K >= 1: a
+        mixture of K diagonal Gaussians learned with the model (vdm_vae/mixture_prior.py),
+        the KL estimated from the decoder's draw of w (exact entropy, sampled cross-entropy).
     """
 
     image_shape: Tuple[int, int, int] = (28, 28, 1)
@@ -90,6 +93,7 @@ class ModelConfig:
     attention_impl: str = "auto"
     sm_ch_mult: Tuple[int, ...] = (1,)
     w_min_gamma: Optional[float] = None
+    w_prior_components: int = 0
     encoder: EncoderConfig = EncoderConfig()
     loss: LossConfig = LossConfig()
 
@@ -153,6 +157,12 @@ def _check_config(c: ModelConfig):
             _fail("encoder.out_channels", e.out_channels, "a positive int")
         if e.layers_per_block < 1:
             _fail("encoder.layers_per_block", e.layers_per_block, "a positive int")
+    if c.w_prior_components < 0 or (c.w_prior_components and not c.conditional):
+        _fail("w_prior_components", c.w_prior_components,
+              "0 (w ~ N(0, I)), or a positive int with an encoder")
+    if c.w_prior_components and (c.loss.free_bits or c.loss.mmd_weight):
+        _fail("w_prior_components", c.w_prior_components,
+              "0 when loss.free_bits or loss.mmd_weight is set (both act on the KL to N(0, I))")
     loss = c.loss
     for name in ("beta", "free_bits", "capacity", "mmd_weight"):
         if getattr(loss, name) < 0:

@@ -83,9 +83,9 @@ def sample(params, w: Optional[jax.Array] = None, *, config: ModelConfig, rng: j
 
     Args:
       params: model parameters (EMA params from `load`, or variables from `init`).
-      w: [B, w_dim] codes, e.g. from `encode` for guided generation. None: drawn from N(0, I)
-        (or from w_prior) for fully generative samples; always None for an unconditional
-        model. With w None, give num_samples.
+      w: [B, w_dim] codes, e.g. from `encode` for guided generation. None: drawn from the
+        model's prior, N(0, I) or its learned mixture (or from w_prior), for fully generative
+        samples; always None for an unconditional model. With w None, give num_samples.
       config: the model's ModelConfig.
       rng: PRNG key; the same key gives the same images.
       num_steps: T reverse steps.
@@ -108,7 +108,7 @@ def sample(params, w: Optional[jax.Array] = None, *, config: ModelConfig, rng: j
         raise ValueError("sample needs w [B, w_dim], num_samples (unconditional) or images.")
     rng_z, rng_steps, rng_x = jax.random.split(rng, 3)
     if w is None and images is None and config.conditional:
-        w = _draw_w(config, batch, jax.random.fold_in(rng, 7), w_prior)
+        w = draw_prior_w(variables, config, batch, jax.random.fold_in(rng, 7), w_prior)
     w = None if images is not None else check_w(w, config, batch)
     z = jax.random.normal(rng_z, (batch,) + tuple(config.image_shape))
     z = reverse_steps(variables, z, w, rng_steps, config=config, num_steps=num_steps,
@@ -116,16 +116,23 @@ def sample(params, w: Optional[jax.Array] = None, *, config: ModelConfig, rng: j
     return decode_z0(variables, z, rng_x, config=config)
 
 
-def _draw_w(config: ModelConfig, num: int, rng: jax.Array, w_prior) -> jax.Array:
-    """w [num, w_dim] from N(0, I), or from a learned prior (params, PriorConfig)."""
+def draw_prior_w(params, config: ModelConfig, num: int, rng: jax.Array,
+                 w_prior=None) -> jax.Array:
+    """w [num, w_dim] from the model's prior (N(0, I) or its learned mixture), or from a prior
+    fitted after training, w_prior = (params, PriorConfig) (`vdm_vae.load_prior`)."""
     if w_prior is None:
-        return jax.random.normal(rng, (num, config.w_dim))
+        return _model_prior_w(as_variables(params), rng, config=config, num=num)
     from vdm_vae.w_prior import sample_w
 
     prior_params, prior_config = w_prior
     if prior_config.w_dim != config.w_dim:
         raise ValueError(f"w_prior has w_dim {prior_config.w_dim}, the model {config.w_dim}.")
     return sample_w(prior_params, rng, config=prior_config, num=num)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "num"))
+def _model_prior_w(params, rng: jax.Array, *, config: ModelConfig, num: int) -> jax.Array:
+    return VDMVAE(config).apply(params, rng, num, method=VDMVAE.sample_prior_w)
 
 
 @functools.partial(jax.jit, static_argnames=("config",))

@@ -27,7 +27,7 @@ from vdm_vae.images import image_grid
 from vdm_vae.model_config import ModelConfig, model_config_from_dict, model_config_to_dict
 from vdm_vae.platforms import resolve_substeps
 from vdm_vae.progress import StepTimer
-from vdm_vae.sampling import encode, sample
+from vdm_vae.sampling import draw_prior_w, encode, sample
 from vdm_vae.train_step import (
     TrainState,
     create_train_state,
@@ -178,8 +178,7 @@ def sample_figures(params, dataset, model_config: ModelConfig, config, rng) -> d
     """PNG grids: samples with w from the prior, and guided generations (if conditional)."""
     n, steps = config.training.eval_num_samples, config.training.eval_sample_steps
     rng_w, rng_s, rng_g = jax.random.split(rng, 3)
-    w = (jax.random.normal(rng_w, (n, model_config.w_dim)) if model_config.conditional
-         else None)
+    w = draw_prior_w(params, model_config, n, rng_w) if model_config.conditional else None
     images = sample(params, w, config=model_config, rng=rng_s, num_steps=steps, num_samples=n)
     grids = {"samples": image_grid(np.asarray(images), int(np.ceil(np.sqrt(n))))}
     if model_config.conditional and model_config.encoder.kind == "conv":
