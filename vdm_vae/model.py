@@ -10,7 +10,6 @@ import jax.numpy as jnp
 
 from vdm_vae import diffusion, mixture_prior
 from vdm_vae.encoder import Encoder
-from vdm_vae.mixture_prior import MixturePrior
 from vdm_vae.model_config import ModelConfig
 from vdm_vae.schedules import make_schedule
 from vdm_vae.unet import ScoreUNet
@@ -56,7 +55,8 @@ class VDMVAE(nn.Module):
         if self.config.conditional:
             self.encoder = Encoder(self.config.encoder, self.config.attention_impl)
         if self.config.w_prior_components:
-            self.w_prior = MixturePrior(self.config.w_prior_components, self.config.w_dim)
+            self.w_prior = mixture_prior.MixturePrior(self.config.w_prior_components,
+                                                      self.config.w_dim)
 
     def gamma_scalar(self, t: float) -> jax.Array:
         """gamma(t) as a 0-d array."""
