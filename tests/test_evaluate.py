@@ -230,3 +230,38 @@ def _fid_available() -> bool:
         return True
     except Exception:  # noqa: BLE001 - any missing piece means the fid extra is not installed
         return False
+
+
+@pytest.fixture(scope="module")
+def trained_mixture(tmp_path_factory):
+    return _train(tmp_path_factory, "mnist_cpu_c30_mix10")
+
+
+def test_mixture_clusters_reads_the_components_of_a_learned_prior(trained_mixture, trained,
+                                                                  tmp_path):
+    from conftest import load_experiment
+
+    mixture_clusters = load_experiment("mixture_clusters")
+    out = str(tmp_path / "clusters")
+    done = subprocess.run(
+        [sys.executable, "experiments/mixture_clusters.py", f"--workdir={trained_mixture[0]}",
+         "--per-component=2", "--sample-steps=2", f"--out={out}"],
+        cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "cluster accuracy" in done.stdout
+    with open(os.path.join(out, "mixture_clusters.json")) as f:
+        result = json.load(f)
+    k = result["num_components"]
+    assert k == 10 and len(result["components"]) == k
+    assert sum(c["test_share"] for c in result["components"]) == pytest.approx(1.0)
+    assert sum(c["weight"] for c in result["components"]) == pytest.approx(1.0)
+    low, high = result["cluster_accuracy_ci"]
+    assert 0 <= low <= result["cluster_accuracy"] <= high <= 1
+
+    from PIL import Image
+
+    grid = np.asarray(Image.open(os.path.join(out, "mixture_components.png")))
+    height = vdm_vae.load(trained_mixture[0])[1].image_shape[0]
+    assert grid.shape[:2] == (k * (height + 1) + 1, 2 * (height + 1) + 1)
+    with pytest.raises(SystemExit, match="N\\(0, I\\)"):
+        mixture_clusters.clusters(trained[0])

@@ -290,3 +290,16 @@ def test_dataset_statistics_cache_and_bad_images(inception, tmp_path, monkeypatc
         fid.dataset_statistics(images.astype(np.float32))
     with pytest.raises(ValueError, match="N >= 2"):
         fid.dataset_statistics(images[:1])
+
+
+def test_matched_cluster_correct_uses_the_best_one_to_one_map():
+    from vdm_vae.metrics.clusters import matched_cluster_correct
+
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    found = np.array([2, 2, 1, 0, 0, 1, 1, 1])  # 2 -> 0, 0 -> 1, 1 -> 2
+    np.testing.assert_array_equal(matched_cluster_correct(found, labels),
+                                  [1, 1, 0, 1, 1, 1, 1, 1])
+    # Two clusters of one class: only one of them can map to it.
+    assert matched_cluster_correct(np.array([0, 1, 2]), np.array([0, 0, 1])).sum() == 2
+    with pytest.raises(ValueError, match="shape"):
+        matched_cluster_correct(np.array([0, 1]), np.array([0]))
