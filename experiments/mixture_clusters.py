@@ -4,13 +4,14 @@
         [--sample-steps=100] [--out=DIR]
 
 For a run with a mixture prior (`model.w_prior_components`), assigns each test image to the
-component most responsible for its posterior mean, argmax_k pi_k N(mu(x); m_k, s_k^2), and
-reports the clustering accuracy under the best one-to-one map of components to classes
-(Hungarian; no label is used to fit anything) with its 95% interval, the normalised mutual
-information between components and classes, and for each component its weight pi_k, its share
-of the test set and its majority class. Writes DIR/mixture_clusters.json and
-DIR/mixture_components.png: one row per component, heaviest first, of samples of p(x|w) with w
-drawn from that component (T = --sample-steps). DIR defaults to RUN/eval.
+component most responsible for its posterior mean, argmax_k N(mu(x); m_k, s_k^2) (the weights
+are equal), and reports the clustering accuracy under the best one-to-one map of components
+to classes (Hungarian; no label is used to fit anything) with its 95% interval, the normalised
+mutual information between components and classes, and for each component its share of the
+test set, its majority class and its mean scale. Writes DIR/mixture_clusters.json and
+DIR/mixture_components.png: one row per component, largest share of the test set first, of
+samples of p(x|w) with w drawn from that component (T = --sample-steps). DIR defaults to
+RUN/eval.
 """
 
 import argparse
@@ -45,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def component_log_probs(params: dict, mean: np.ndarray, config) -> np.ndarray:
-    """log pi_k + log N(mu; m_k, s_k^2) of posterior means [N, D] under the run's mixture:
+    """log(1/K) + log N(mu; m_k, s_k^2) of posterior means [N, D] under the run's mixture:
     [N, K]."""
     from vdm_vae.mixture_prior import MixturePrior
 
@@ -72,14 +73,12 @@ def clusters(workdir: str, step=None, batch: int = 500) -> dict:
     correct = clusters_lib.matched_cluster_correct(assigned, labels)
     accuracy = intervals.wilson_interval(correct)
     prior = params["params"]["w_prior"]
-    weights = np.exp(prior["logits"] - np.max(prior["logits"]))
-    weights = weights / weights.sum()
     components = []
     for k in range(config.w_prior_components):
         members = labels[assigned == k]
         counts = np.bincount(members, minlength=int(labels.max()) + 1)
         components.append({
-            "component": k, "weight": float(weights[k]),
+            "component": k,
             "test_share": float(len(members) / len(labels)),
             "majority_class": int(np.argmax(counts)) if len(members) else None,
             "majority_share": float(counts.max() / len(members)) if len(members) else None,
@@ -94,8 +93,8 @@ def clusters(workdir: str, step=None, batch: int = 500) -> dict:
 
 def component_samples(workdir: str, result: dict, per_component: int, steps: int,
                       seed: int = 0) -> np.ndarray:
-    """uint8 [K * per_component, H, W, C]: per component, heaviest first, samples of p(x|w)
-    with w ~ N(m_k, s_k^2)."""
+    """uint8 [K * per_component, H, W, C]: per component, largest share of the test set first,
+    samples of p(x|w) with w ~ N(m_k, s_k^2)."""
     import jax
 
     import vdm_vae
@@ -103,7 +102,7 @@ def component_samples(workdir: str, result: dict, per_component: int, steps: int
     params, config = vdm_vae.load(workdir, result["step"])
     prior = params["w_prior"]
     order = sorted(range(result["num_components"]),
-                   key=lambda k: -result["components"][k]["weight"])
+                   key=lambda k: -result["components"][k]["test_share"])
     eps = np.asarray(jax.random.normal(jax.random.PRNGKey(seed),
                                        (len(order), per_component, config.w_dim)))
     w = np.concatenate([np.asarray(prior["means"][k]) + np.exp(np.asarray(
@@ -118,11 +117,11 @@ def table(result: dict) -> str:
              f"{result['components_used']} of {result['num_components']} components used",
              f"cluster accuracy (one-to-one map) {result['cluster_accuracy']:.4f} "
              f"[{low:.4f}, {high:.4f}]; NMI {result['nmi']:.4f}", "",
-             "component  weight  test share  majority class (share)  mean scale"]
-    for c in sorted(result["components"], key=lambda c: -c["weight"]):
+             "component  test share  majority class (share)  mean scale"]
+    for c in sorted(result["components"], key=lambda c: -c["test_share"]):
         major = ("-" if c["majority_class"] is None
                  else f"{c['majority_class']} ({c['majority_share']:.2f})")
-        lines.append(f"{c['component']:>9}  {c['weight']:.3f}  {c['test_share']:>10.3f}  "
+        lines.append(f"{c['component']:>9}  {c['test_share']:>10.3f}  "
                      f"{major:>22}  {c['mean_scale']:.3f}")
     return "\n".join(lines)
 

@@ -18,10 +18,9 @@ KEY = jax.random.PRNGKey(0)
 
 
 def _mixture_variables(k, d, seed=0):
-    """Mixture parameters with distinct weights, means and scales."""
+    """Mixture parameters with distinct means and scales."""
     rng = np.random.default_rng(seed)
-    return {"params": {"logits": jnp.asarray(rng.normal(size=k), jnp.float32),
-                       "means": jnp.asarray(2.0 * rng.normal(size=(k, d)), jnp.float32),
+    return {"params": {"means": jnp.asarray(2.0 * rng.normal(size=(k, d)), jnp.float32),
                        "log_scales": jnp.asarray(0.5 * rng.normal(size=(k, d)), jnp.float32)}}
 
 
@@ -32,7 +31,7 @@ def test_log_prob_is_the_mixture_density():
     got = MixturePrior(k, d).apply(variables, jnp.asarray(w, jnp.float32))
 
     p = {n: np.asarray(v, np.float64) for n, v in variables["params"].items()}
-    weights = np.exp(p["logits"]) / np.exp(p["logits"]).sum()
+    weights = np.full(k, 1.0 / k)
     density = np.zeros(len(w))
     for j in range(k):
         s = np.exp(p["log_scales"][j])
@@ -46,7 +45,7 @@ def test_draws_follow_the_mixture():
     variables = _mixture_variables(k, d, seed=2)
     w = np.asarray(MixturePrior(k, d).apply(variables, KEY, n, method=MixturePrior.sample))
     p = {name: np.asarray(v, np.float64) for name, v in variables["params"].items()}
-    weights = np.exp(p["logits"]) / np.exp(p["logits"]).sum()
+    weights = np.full(k, 1.0 / k)
     mean = weights @ p["means"]
     second = weights @ (p["means"] ** 2 + np.exp(2 * p["log_scales"]))
     np.testing.assert_allclose(w.mean(0), mean, atol=0.05)
@@ -66,7 +65,7 @@ def test_a_one_component_standard_mixture_estimates_the_closed_form_kl():
     closed form of KL(q(w|x) || N(0, I)): the estimate is unbiased."""
     config, variables = _mixture_model(k=1)
     params = dict(variables["params"])
-    params["w_prior"] = {"logits": jnp.zeros(1), "means": jnp.zeros((1, W_DIM)),
+    params["w_prior"] = {"means": jnp.zeros((1, W_DIM)),
                          "log_scales": jnp.zeros((1, W_DIM))}
     model, images = VDMVAE(config), random_images(0, 4)
     draws = 400
@@ -106,7 +105,7 @@ def test_the_prior_learns_with_the_model():
                                              rngs={"sample": KEY}).total)
 
     grads = jax.grad(bound)(variables["params"])["w_prior"]
-    for name in ("logits", "means", "log_scales"):
+    for name in ("means", "log_scales"):
         assert np.any(np.abs(np.asarray(grads[name])) > 0), name
 
 
@@ -114,10 +113,13 @@ def test_samples_draw_w_from_the_models_mixture():
     config, variables = _mixture_model(k=2)
     params = dict(variables["params"])
     means = jnp.stack([jnp.full((W_DIM,), 5.0), jnp.full((W_DIM,), -5.0)])
-    params["w_prior"] = {"logits": jnp.array([0.0, -30.0]), "means": means,
+    params["w_prior"] = {"means": means, "log_scales": jnp.full((2, W_DIM), -8.0)}
+    w = np.asarray(draw_prior_w({"params": params}, config, 400, KEY))
+    np.testing.assert_allclose(np.abs(w), 5.0, atol=1e-2)
+    assert 150 < np.sum(w[:, 0] > 0) < 250  # equal weights
+
+    params["w_prior"] = {"means": jnp.full((2, W_DIM), 5.0),
                          "log_scales": jnp.full((2, W_DIM), -8.0)}
-    w = np.asarray(draw_prior_w({"params": params}, config, 6, KEY))
-    np.testing.assert_allclose(w, 5.0, atol=1e-2)
 
     # `sample` with w None conditions on those draws: equal to passing them in explicitly.
     rng = jax.random.PRNGKey(3)
