@@ -22,12 +22,12 @@ class MixturePrior(nn.Module):
     """p(w), an equal-weight mixture of `num_components` diagonal Gaussians over R^w_dim.
 
     Parameters: means [K, D] and log_scales [K, D]. The means start near 0 (draws of
-    N(0, INIT_MEAN_SCALE^2)) and the scales at 1, so every component starts under the codes and
-    takes a share of them, and the components part as the codes cluster (soft k-means from the
-    centre). Means drawn from N(0, I) would start ~sqrt(2 D) apart: in a run of the MNIST CPU
-    protocol all codes fell to the one component nearest them and the others, without
-    responsibility, never moved. The weights stay equal: a learned weight lets the used
-    component take all, where equal weights charge log K nats for leaving components unused.
+    N(0, INIT_MEAN_SCALE^2)) and the scales at 1, so that every component starts under the
+    codes (means drawn from N(0, I) start ~sqrt(2 D) apart, and the one nearest the codes takes
+    them all). The weights stay equal, so leaving components unused costs log K nats. A
+    component learns only through its responsibility for the codes: in the MNIST CPU protocol
+    (experiments/results/mnist_cpu.md) one component still took nearly all of them from both
+    starts, so this prior does not by itself make the codes cluster.
     """
 
     num_components: int
