@@ -55,8 +55,9 @@ def component_log_probs(params: dict, mean: np.ndarray, config) -> np.ndarray:
                                   method=MixturePrior.component_log_probs))
 
 
-def clusters(workdir: str, step=None, batch: int = 500) -> dict:
-    """The assignment of the test set to components, with accuracy, NMI and per component."""
+def clusters(workdir: str, step=None, batch: int = 500):
+    """The assignment of the test set to components, with accuracy, NMI and per component:
+    (that result, the run's {"params": EMA params} and ModelConfig)."""
     from sklearn.metrics import normalized_mutual_info_score
 
     from vdm_vae.evaluate import posterior
@@ -88,18 +89,19 @@ def clusters(workdir: str, step=None, batch: int = 500) -> dict:
             "cluster_accuracy": accuracy["mean"],
             "cluster_accuracy_ci": [accuracy["ci_low"], accuracy["ci_high"]],
             "nmi": float(normalized_mutual_info_score(labels, assigned)),
-            "components_used": int(len(np.unique(assigned))), "components": components}
+            "components_used": int(len(np.unique(assigned))),
+            "components": components}, params, config
 
 
-def component_samples(workdir: str, result: dict, per_component: int, steps: int,
+def component_samples(params: dict, config, result: dict, per_component: int, steps: int,
                       seed: int = 0) -> np.ndarray:
     """uint8 [K * per_component, H, W, C]: per component, largest share of the test set first,
-    samples of p(x|w) with w ~ N(m_k, s_k^2)."""
+    samples of p(x|w) with w ~ N(m_k, s_k^2); params as `clusters` returns them."""
     import jax
 
     import vdm_vae
 
-    params, config = vdm_vae.load(workdir, result["step"])
+    params = params["params"]
     prior = params["w_prior"]
     order = sorted(range(result["num_components"]),
                    key=lambda k: -result["components"][k]["test_share"])
@@ -132,11 +134,11 @@ def main(argv=None):
     from vdm_vae import atomic
     from vdm_vae.images import image_grid, save_png
 
-    result = clusters(args.workdir, args.step, args.batch)
+    result, params, config = clusters(args.workdir, args.step, args.batch)
     print(table(result))
     out = args.out or os.path.join(args.workdir, "eval")
     os.makedirs(out, exist_ok=True)
-    images = component_samples(args.workdir, result, args.per_component, args.sample_steps)
+    images = component_samples(params, config, result, args.per_component, args.sample_steps)
     save_png(os.path.join(out, "mixture_components.png"), image_grid(images, args.per_component))
     result.update(per_component=args.per_component, sample_steps=args.sample_steps)
     atomic.write_json(os.path.join(out, "mixture_clusters.json"), result)

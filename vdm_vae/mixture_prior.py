@@ -56,8 +56,7 @@ class MixturePrior(nn.Module):
         eps = jax.random.normal(rng_e, (num, self.w_dim))
         return self.means[k] + jnp.exp(self.log_scales[k]) * eps
 
-    def __call__(self, w: jax.Array) -> jax.Array:
-        return self.log_prob(w)
+    __call__ = log_prob
 
 
 def gaussian_entropy(logvar: jax.Array) -> jax.Array:

@@ -24,7 +24,8 @@ class VAEOutput:
     loss_klz: jax.Array  # [B] KL(q(z_1|x) || N(0, I))
     loss_diff: jax.Array  # [B] diffusion loss given w
     kl_w: jax.Array  # [B] KL(q(w|x) || p(w)): closed form for N(0, I), else a one-draw estimate
-    kl_w_per_dim: jax.Array  # [B, w_dim] KL(q(w|x) || N(0, I)) per dimension ([B, 0] if none)
+    kl_w_per_dim: jax.Array  # [B, w_dim] KL(q(w|x) || N(0, I)) per dimension; [B, 0] without an
+    # encoder or with a learned mixture prior (whose KL has no per-dimension form)
     mmd_w: jax.Array  # [] MMD^2 of the batch of w against N(0, I) (0 unless weighted)
     t: jax.Array  # [B] diffusion times used
     gamma_0: jax.Array  # []
@@ -124,8 +125,9 @@ class VDMVAE(nn.Module):
         with_mmd = c.conditional and w is None and c.loss.mmd_weight > 0
         if c.conditional:
             mean, logvar = self.encoder(f, t if c.encoder.kind == "conv_time" else None)
-            kl_w_per_dim = diffusion.gaussian_kl(mean, logvar)
-            kl_w = jnp.sum(kl_w_per_dim, axis=-1)
+            if not c.w_prior_components:  # p(w) = N(0, I): the KL in closed form
+                kl_w_per_dim = diffusion.gaussian_kl(mean, logvar)
+                kl_w = jnp.sum(kl_w_per_dim, axis=-1)
             if w is None or c.w_prior_components:
                 eps_w = _normal(self.make_rng("sample"), mean.shape, example_ids)
                 w_q = mean + jnp.exp(0.5 * logvar) * eps_w
