@@ -13,6 +13,6 @@ from configs import base, mnist_cpu_c30_w128
 
 def get_config(arg=None):
     config = mnist_cpu_c30_w128.get_config()
-    config.name = config.name.replace("_c30", "_c60")
+    config.name = "mnist_cpu_c60_w128"
     config.model.loss.capacity = 60.0
     return base.finish(config, arg)
