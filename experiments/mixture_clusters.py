@@ -55,22 +55,28 @@ def component_log_probs(params: dict, mean: np.ndarray, config) -> np.ndarray:
                                   method=MixturePrior.component_log_probs))
 
 
-def clusters(workdir: str, step=None, batch: int = 500):
-    """The assignment of the test set to components, with accuracy, NMI and per component:
-    (that result, the run's {"params": EMA params} and ModelConfig)."""
+def load_mixture(workdir: str, step=None):
+    """The run's checkpoint, refused with a one-line error if its prior is N(0, I):
+    ({"params": EMA params}, ModelConfig, step, dataset)."""
+    params, config, step, dataset = load(workdir, step)
+    if not config.w_prior_components:
+        raise SystemExit(f"error: the run in {workdir} has the prior N(0, I) "
+                         "(model.w_prior_components=0): there are no components to read.")
+    return params, config, step, dataset
+
+
+def clusters(params: dict, config, images: np.ndarray, labels: np.ndarray,
+             batch: int = 500) -> dict:
+    """The assignment of images [N, H, W, C] to the mixture's components, scored against their
+    labels [N]: accuracy, NMI and, per component, its share, majority class and mean scale."""
     from sklearn.metrics import normalized_mutual_info_score
 
     from vdm_vae.evaluate import posterior
     from vdm_vae.metrics import clusters as clusters_lib
     from vdm_vae.metrics import intervals
 
-    params, config, step, dataset = load(workdir, step)
-    if not config.w_prior_components:
-        raise SystemExit(f"error: the run in {workdir} has the prior N(0, I) "
-                         "(model.w_prior_components=0): there are no components to read.")
-    mean, _ = posterior(params, dataset.test_images, config, batch, "encode test")
+    mean, _ = posterior(params, images, config, batch, "encode test")
     assigned = np.argmax(component_log_probs(params, mean, config), axis=-1)
-    labels = dataset.test_labels
     correct = clusters_lib.matched_cluster_correct(assigned, labels)
     accuracy = intervals.wilson_interval(correct)
     prior = params["params"]["w_prior"]
@@ -84,19 +90,18 @@ def clusters(workdir: str, step=None, batch: int = 500):
             "majority_class": int(np.argmax(counts)) if len(members) else None,
             "majority_share": float(counts.max() / len(members)) if len(members) else None,
             "mean_scale": float(np.exp(prior["log_scales"][k]).mean())})
-    return {"workdir": os.path.abspath(workdir), "step": int(step),
-            "num_test": int(len(labels)), "num_components": config.w_prior_components,
+    return {"num_test": int(len(labels)), "num_components": config.w_prior_components,
             "cluster_accuracy": accuracy["mean"],
             "cluster_accuracy_ci": [accuracy["ci_low"], accuracy["ci_high"]],
             "nmi": float(normalized_mutual_info_score(labels, assigned)),
             "components_used": int(len(np.unique(assigned))),
-            "components": components}, params, config
+            "components": components}
 
 
 def component_samples(params: dict, config, result: dict, per_component: int, steps: int,
                       seed: int = 0) -> np.ndarray:
     """uint8 [K * per_component, H, W, C]: per component, largest share of the test set first,
-    samples of p(x|w) with w ~ N(m_k, s_k^2); params as `clusters` returns them."""
+    samples of p(x|w) with w ~ N(m_k, s_k^2); params as `load_mixture` returns them."""
     import jax
 
     import vdm_vae
@@ -134,7 +139,9 @@ def main(argv=None):
     from vdm_vae import atomic
     from vdm_vae.images import image_grid, save_png
 
-    result, params, config = clusters(args.workdir, args.step, args.batch)
+    params, config, step, dataset = load_mixture(args.workdir, args.step)
+    result = {"workdir": os.path.abspath(args.workdir), "step": int(step)}
+    result.update(clusters(params, config, dataset.test_images, dataset.test_labels, args.batch))
     print(table(result))
     out = args.out or os.path.join(args.workdir, "eval")
     os.makedirs(out, exist_ok=True)

@@ -263,4 +263,4 @@ def test_mixture_clusters_reads_the_components_of_a_learned_prior(trained_mixtur
     height = vdm_vae.load(trained_mixture[0])[1].image_shape[0]
     assert grid.shape[:2] == (k * (height + 1) + 1, 2 * (height + 1) + 1)
     with pytest.raises(SystemExit, match="N\\(0, I\\)"):
-        mixture_clusters.clusters(trained[0])
+        mixture_clusters.load_mixture(trained[0])
