@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from vdm_vae.losses import beta_at
 from vdm_vae.model import init_params
@@ -38,3 +39,28 @@ def test_beta_warmup_is_linear_then_flat():
     values = [float(beta_at(jnp.asarray(s), 2.0, 100)) for s in (0, 50, 100, 1000)]
     assert values == [0.0, 1.0, 2.0, 2.0]
     assert float(beta_at(jnp.asarray(0), 2.0, 0)) == 2.0
+
+
+def test_the_step_reports_the_mmd_it_weighs_and_only_then():
+    import dataclasses
+    from functools import partial
+
+    from vdm_vae.model_config import LossConfig
+    from vdm_vae.train_step import AXIS, loss_and_metrics
+
+    config = ModelConfig(image_shape=(8, 8, 1), sm_n_layer=1, sm_n_embd=8, sm_norm_groups=4,
+                         encoder=EncoderConfig("conv", 8, 1, 4, 2))
+    params = init_params(config, jax.random.PRNGKey(0))["params"]
+    images = jax.random.uniform(jax.random.PRNGKey(1), (1, 4, 8, 8, 1), minval=-1, maxval=1)
+
+    def run(loss):
+        cfg = dataclasses.replace(config, loss=loss)
+        step = jax.vmap(partial(loss_and_metrics, config=cfg, beta=jnp.float32(1.0),
+                                train=True),
+                        in_axes=(None, 0, None), axis_name=AXIS)
+        return jax.tree.map(lambda v: float(v[0]), step(params, images, jax.random.PRNGKey(2)))
+
+    plain, weighted = run(LossConfig()), run(LossConfig(mmd_weight=2.5))
+    assert "mmd_w" not in plain[1] and weighted[1]["mmd_w"] > 0
+    assert weighted[0] == pytest.approx(plain[0] + 2.5 * weighted[1]["mmd_w"], rel=1e-5)
+    assert weighted[1]["bpd"] == plain[1]["bpd"]

@@ -106,6 +106,8 @@ def loss_and_metrics(params, images: jax.Array, rng: jax.Array, *, config: Model
     metrics = {k: jnp.mean(v) for k, v in losses.bpd_terms(out, config.image_shape).items()}
     metrics.update(objective=objective, kl_w_nats=jnp.mean(out.kl_w), gamma_0=out.gamma_0,
                    gamma_1=out.gamma_1)
+    if config.loss.mmd_weight > 0:
+        metrics["mmd_w"] = out.mmd_w
     return objective, metrics
 
 
