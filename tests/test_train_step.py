@@ -1,4 +1,8 @@
-"""Pure pieces of the train step: EMA warm-up, the weight-decay mask, the KL warm-up."""
+"""Pure pieces of the train step: EMA warm-up, the weight-decay mask, the KL warm-up, the logged
+MMD."""
+
+import dataclasses
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -7,8 +11,8 @@ import pytest
 
 from vdm_vae.losses import beta_at
 from vdm_vae.model import init_params
-from vdm_vae.model_config import EncoderConfig, ModelConfig
-from vdm_vae.train_step import decay_mask, ema_decay
+from vdm_vae.model_config import EncoderConfig, LossConfig, ModelConfig
+from vdm_vae.train_step import AXIS, decay_mask, ema_decay, loss_and_metrics
 
 
 def test_ema_decay_warms_up_to_the_rate_and_is_fixed_without_warmup():
@@ -42,12 +46,6 @@ def test_beta_warmup_is_linear_then_flat():
 
 
 def test_the_step_reports_the_mmd_it_weighs_and_only_then():
-    import dataclasses
-    from functools import partial
-
-    from vdm_vae.model_config import LossConfig
-    from vdm_vae.train_step import AXIS, loss_and_metrics
-
     config = ModelConfig(image_shape=(8, 8, 1), sm_n_layer=1, sm_n_embd=8, sm_norm_groups=4,
                          encoder=EncoderConfig("conv", 8, 1, 4, 2))
     params = init_params(config, jax.random.PRNGKey(0))["params"]
