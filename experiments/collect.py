@@ -76,20 +76,28 @@ def unconditional_baseline(name: str, names) -> Optional[str]:
     """The unconditional run among `names` that run `name` is compared with, or None.
 
     A grid run <vdm>_<encoder>[...] has <vdm>; any other run <a>_<b>_..., the run named
-    <prefix>_uncond for its longest prefix <a>_<b>... that has one (mnist_cpu_ungated ->
-    mnist_cpu_uncond). An unconditional run has none.
+    <prefix>_uncond_<last> (a run of the same schedule: mnist_cpu_c30_10k -> mnist_cpu_uncond_10k)
+    or else <prefix>_uncond, for its longest prefix <a>_<b>... that has one (mnist_cpu_ungated ->
+    mnist_cpu_uncond). An unconditional run (a part of its name is "uncond") has none.
     """
     vdm, encoder = split_name(name)
     if encoder != "none":
         return vdm if vdm in names else None
-    if name.endswith("_uncond"):
-        return None
     parts = name.split("_")
+    if "uncond" in parts:
+        return None
     for end in range(len(parts), 0, -1):
-        candidate = "_".join(parts[:end]) + "_uncond"
-        if candidate in names:
-            return candidate
+        for candidate in ("_".join(parts[:end] + ["uncond", parts[-1]]),
+                          "_".join(parts[:end]) + "_uncond"):
+            if candidate in names:
+                return candidate
     return None
+
+
+def same_schedule(run: dict, base: dict) -> bool:
+    """Whether two runs' rows were trained for the same number of steps (a paired difference
+    between runs of different schedules would credit the encoder with the longer training)."""
+    return run.get("step") is not None and run.get("step") == base.get("step")
 
 
 def paired_to_uncond(root: str, runs: dict):
@@ -110,7 +118,7 @@ def paired_to_uncond(root: str, runs: dict):
         learned[name] = per_image.learned_prior_bound(os.path.join(root, name), bounds[name])
     for name, m in runs.items():
         base = unconditional_baseline(name, bounds)
-        if base is None or name not in bounds:
+        if base is None or name not in bounds or not same_schedule(m, runs[base]):
             continue
         try:
             diffs = per_image.paired_terms(bounds[name], bounds[base], name, base)
@@ -130,6 +138,8 @@ def fid_to_uncond(runs: dict):
     (independent samples), at that block size."""
     for name, m in runs.items():
         base = runs.get(unconditional_baseline(name, runs) or "", {})
+        if not same_schedule(m, base):
+            continue
         for key, out in (("fid", FID_DIFF), ("fid_learned_prior", FID_LEARNED_DIFF)):
             splits, size, steps = (m.get(f"{key}_splits"), m.get(f"{key}_split_size"),
                                    m.get(f"{key}_steps"))

@@ -27,10 +27,10 @@ def collect(tmp_path, monkeypatch):
     return module
 
 
-def _write_run(root, name: str, bpd: float):
+def _write_run(root, name: str, bpd: float, step: int = 10):
     os.makedirs(root / name / "eval")
     with open(root / name / "eval" / "metrics.json", "w") as f:
-        json.dump({"step": 10, "bpd": bpd, "kl_w_nats": 0.5}, f)
+        json.dump({"step": step, "bpd": bpd, "kl_w_nats": 0.5}, f)
 
 
 def test_merge_keeps_earlier_runs_with_their_commands(collect, tmp_path):
@@ -231,6 +231,27 @@ def test_protocol_runs_are_paired_with_their_uncond_run(collect, tmp_path):
     assert "bpd_minus_uncond" not in runs["mnist_cpu_uncond"]
     assert "bpd_minus_uncond" not in runs["other_run"]
     assert "bpd_learned_prior_minus_uncond" not in runs["mnist_cpu"]  # no prior fitted
+
+
+def test_a_longer_schedule_is_paired_only_with_the_uncond_run_of_its_schedule(collect, tmp_path):
+    names = {"mnist_cpu_uncond", "mnist_cpu_uncond_10k", "mnist_cpu_uncond_first"}
+    assert collect.unconditional_baseline("mnist_cpu_c30_10k", names) == "mnist_cpu_uncond_10k"
+    assert collect.unconditional_baseline("mnist_cpu_c30", names) == "mnist_cpu_uncond"
+    assert collect.unconditional_baseline("mnist_cpu_uncond_first", names) is None
+    root = tmp_path / "a"
+    noise = np.random.default_rng(4).normal(0.0, 1.0, 50)
+    for name, gap, step in (("mnist_cpu_uncond", 0.0, 10), ("mnist_cpu_c30_10k", 0.03, 20)):
+        _write_run(root, name, float(np.mean(1.0 + noise + gap)), step)
+        _write_per_image(root, name, 1.0 + noise + gap)
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        assert "bpd_minus_uncond" not in json.load(f)["mnist_cpu_c30_10k"]  # 20 steps against 10
+    _write_run(root, "mnist_cpu_uncond_10k", float(np.mean(1.0 + noise + 0.01)), 20)
+    _write_per_image(root, "mnist_cpu_uncond_10k", 1.0 + noise + 0.01)
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        diff = json.load(f)["mnist_cpu_c30_10k"]["bpd_minus_uncond"]
+    np.testing.assert_allclose(diff["mean"], 0.02, atol=1e-12)
 
 
 def test_bound_under_the_learned_prior_is_paired_with_the_uncond_run(collect, tmp_path):
