@@ -134,9 +134,8 @@ def row_convs(size: str, encoder: str, batch: int = 64, smoke: bool = False) -> 
 
 
 def _best(fn, repeats: int, warm_s: float = 0.5) -> float:
-    """Fastest of `repeats` calls of fn, after calling it for `warm_s` seconds: a fresh
-    process's thread pool, woken for one small convolution, runs it several times slower
-    than in a loop, where a train step runs it."""
+    """Fastest of `repeats` calls of fn, after calling it for `warm_s` seconds (as a train
+    step's loop has, where the first calls of a fresh program are slower)."""
     from vdm_vae.bench import timed
 
     start = time.perf_counter()

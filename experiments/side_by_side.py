@@ -12,7 +12,7 @@ convolution at 28 x 28, batch 64), the same two calibrations in PyTorch, and
 experiments/conv_floor.py in XLA and in PyTorch (every convolution of the row's step, timed
 alone in each direction the step computes).
 
-Three floors, each a time under which the row's step cannot run, tightest last:
+Three floors, each a time under which the row's step cannot run:
 - machine: the step's FLOPs at the best of the four calibration rates. Ignores what each kind
   of operation reaches and every memory-bound operation: no code on this machine is faster.
 - libraries: the step's convolutions, each direction at the faster of XLA's and PyTorch's time
@@ -20,7 +20,8 @@ Three floors, each a time under which the row's step cannot run, tightest last:
   on either library's convolution kernels is faster (a hand-written kernel faster than both at
   these shapes is not excluded).
 - XLA: the same with XLA's convolution times, the convolution a JAX program has on CPU. No
-  JAX program that computes the step's convolutions with XLA's is faster.
+  JAX program that computes the step's convolutions with XLA's is faster. Never below the
+  libraries' floor.
 Max speedup = the study's median step over a floor: where it is below 1.5, 1.5x cannot be
 reached under that floor's terms.
 """
