@@ -133,19 +133,21 @@ def row_convs(size: str, encoder: str, batch: int = 64, smoke: bool = False) -> 
     return list(rows.values())
 
 
-def _best(fn, repeats: int, warm_s: float = 0.5) -> float:
-    """Fastest of `repeats` calls of fn, after calling it for `warm_s` seconds (as a train
-    step's loop has, where the first calls of a fresh program are slower)."""
+def best_seconds(fn, repeats: int = 8, warm_s: float = 0.0) -> float:
+    """Fastest of `repeats` calls of fn, after one warm-up call and, with warm_s, calls for
+    warm_s seconds (as a train step's loop has, where a fresh program's first calls are
+    slower)."""
     from vdm_vae.bench import timed
 
+    fn()
     start = time.perf_counter()
     while time.perf_counter() - start < warm_s:
         fn()
     return min(timed(fn, repeats))
 
 
-def jax_seconds(conv: dict, repeats: int) -> dict:
-    """Seconds of each direction of one convolution in XLA, best of `repeats`."""
+def jax_seconds(conv: dict, repeats: int, warm_s: float = 0.5) -> dict:
+    """Seconds of each direction of one convolution in XLA (best_seconds)."""
     import jax
 
     x = jax.random.normal(jax.random.PRNGKey(1), conv["input"])
@@ -162,12 +164,12 @@ def jax_seconds(conv: dict, repeats: int) -> dict:
                                 (x, k, g)),
              "kernel_gradient": (jax.jit(lambda x, k, g: jax.vjp(lambda k: f(x, k), k)[1](g)[0]),
                                  (x, k, g))}
-    return {d: _best(lambda c=calls[d]: jax.block_until_ready(c[0](*c[1])), repeats)
-            for d in conv["directions"]}
+    return {d: best_seconds(lambda c=calls[d]: jax.block_until_ready(c[0](*c[1])), repeats,
+                            warm_s) for d in conv["directions"]}
 
 
-def torch_seconds(conv: dict, repeats: int) -> dict:
-    """Seconds of each direction of one convolution in PyTorch, best of `repeats`."""
+def torch_seconds(conv: dict, repeats: int, warm_s: float = 0.5) -> dict:
+    """Seconds of each direction of one convolution in PyTorch (best_seconds)."""
     import torch
     import torch.nn.functional as F
 
@@ -191,7 +193,7 @@ def torch_seconds(conv: dict, repeats: int) -> dict:
     calls = {"forward": forward,
              "input_gradient": lambda: torch.autograd.grad(y, x, g, retain_graph=True),
              "kernel_gradient": lambda: torch.autograd.grad(y, k, g, retain_graph=True)}
-    return {d: _best(calls[d], repeats) for d in conv["directions"]}
+    return {d: best_seconds(calls[d], repeats, warm_s) for d in conv["directions"]}
 
 
 def main(argv=None):

@@ -41,7 +41,8 @@ TARGET = 1.5
 def torch_rates() -> dict:
     """PyTorch's best GFLOP/s on the calibration matrix product and convolution."""
     import torch
-    from conv_directions import GFLOP, best_seconds  # this folder, on sys.path as a script
+    from conv_directions import GFLOP  # this folder, on sys.path as a script
+    from conv_floor import best_seconds
 
     a = torch.randn(4096, 4096)
     x, conv = torch.randn(64, 64, 28, 28), torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
@@ -124,7 +125,7 @@ def measure_row(study: str, size: str, encoder: str, repeats: int) -> dict:
             "torch": study_row["torch"], "torch_threads": study_row["threads"]}
 
 
-FLOORS = (("floor_s", "machine"), ("libraries_floor_s", "libraries"), ("xla_floor_s", "XLA"))
+FLOORS = ("floor_s", "libraries_floor_s", "xla_floor_s")  # machine, libraries, XLA
 
 
 def verdict(r: dict) -> str:
@@ -141,7 +142,7 @@ def verdict(r: dict) -> str:
         "xla_floor_s": (f"with XLA's convolutions: the step's convolutions alone take "
                         f"{r['xla_conv_s']:.2f} s in XLA ({r['best_conv_s']:.2f} s at the "
                         f"faster library's), the rest of its FLOPs {r['rest_s']:.2f} s")}
-    for key, _ in FLOORS:
+    for key in FLOORS:
         if study / r[key] < TARGET:
             return (f"cannot reach {TARGET}x {why[key]}: a step takes at least {r[key]:.2f} s, "
                     f"and {study:.2f} / {r[key]:.2f} = {study / r[key]:.2f}")
@@ -200,8 +201,8 @@ def markdown(rows: list, command: str) -> str:
             f"| {r['size']} | {r['encoder']} | {r['study_train_s']:.3f} | "
             f"{r['vdm_vae_train_s']:.3f} | {r['speedup']:.2f}x | {r['gflop_per_step']:.1f} | "
             f"{r['conv_gflop_per_step']:.1f} | "
-            + " / ".join(f"{r[k]:.3f}" for k, _ in FLOORS) + " | "
-            + " / ".join(f"{r['study_train_s'] / r[k]:.2f}x" for k, _ in FLOORS)
+            + " / ".join(f"{r[k]:.3f}" for k in FLOORS) + " | "
+            + " / ".join(f"{r['study_train_s'] / r[k]:.2f}x" for k in FLOORS)
             + f" | {verdict(r)} |")
     lines += ["", "Reverse step (one step of the sampler, batch 64), median seconds:", "",
               "| size | encoder | study s | vdm_vae s | speedup |", "|---|---|---|---|---|"]
