@@ -64,6 +64,33 @@ def study_config(size: str, encoder: bool) -> types.SimpleNamespace:
         antithetic_time_sampling=True, encoder_loss_weight=1e4)
 
 
+def study_train_step(study: str, size: str, encoder: str, batch: int = 64):
+    """(train_step, vdm, cfg): one call of train_step runs one step of the study's training
+    loop on a fixed batch [batch, 1, 28, 28] and returns its loss."""
+    import torch
+
+    VDM, UNetVDM, Encoder, EMA = import_study(study)
+    torch.manual_seed(0)
+    cfg = study_config(size, encoder == "oe")
+    enc = Encoder((1, 28, 28), cfg) if cfg.use_encoder else None
+    vdm = VDM(UNetVDM(cfg), cfg, image_shape=(1, 28, 28), encoder=enc)
+    ema = EMA(vdm, beta=0.9999, update_every=1, power=0.75)
+    opt = torch.optim.AdamW(vdm.parameters(), 2e-4, betas=(0.9, 0.99), weight_decay=0.01,
+                            eps=1e-8)
+    x = torch.randint(0, 256, (batch, 1, 28, 28)).float() / 255
+
+    def train_step():
+        opt.zero_grad()
+        loss, _ = vdm(x)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vdm.parameters(), 1.0)
+        opt.step()
+        ema.update()
+        return loss.item()
+
+    return train_step, vdm, cfg
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--study", required=True, help="root of a checkout of "
@@ -76,25 +103,7 @@ def main(argv=None):
 
     import torch
 
-    VDM, UNetVDM, Encoder, EMA = import_study(args.study)
-    torch.manual_seed(0)
-    cfg = study_config(args.size, args.encoder == "oe")
-    encoder = Encoder((1, 28, 28), cfg) if cfg.use_encoder else None
-    vdm = VDM(UNetVDM(cfg), cfg, image_shape=(1, 28, 28), encoder=encoder)
-    ema = EMA(vdm, beta=0.9999, update_every=1, power=0.75)
-    opt = torch.optim.AdamW(vdm.parameters(), 2e-4, betas=(0.9, 0.99), weight_decay=0.01,
-                            eps=1e-8)
-    x = torch.randint(0, 256, (64, 1, 28, 28)).float() / 255
-
-    def train_step():
-        opt.zero_grad()
-        loss, _ = vdm(x)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vdm.parameters(), 1.0)
-        opt.step()
-        ema.update()
-        return loss.item()
-
+    train_step, vdm, cfg = study_train_step(args.study, args.size, args.encoder)
     for _ in range(2):
         train_step()
     train = []
