@@ -69,7 +69,19 @@ def summarise(blocks: list) -> dict:
                                       for s in b["seconds"]]) for name in ("study", "vdm_vae")}
     return {"study_train_s": steps["study"], "vdm_vae_train_s": steps["vdm_vae"],
             "pair_ratios": ratios, "speedup": statistics.median(ratios), "speedup_lo": lo,
-            "speedup_hi": hi}
+            "speedup_hi": hi, "carry_over": carry_over(blocks)}
+
+
+def carry_over(blocks: list) -> dict:
+    """Each program's median step in the blocks that follow its own block and in those that
+    follow the other program's ({"study after itself": s, "study after the other": s, ...}):
+    what taking turns costs each program, which ABBA balances but does not remove."""
+    kinds = {}
+    for prev, cur in zip(blocks, blocks[1:]):
+        after = "itself" if prev["program"] == cur["program"] else "the other"
+        kinds.setdefault(f"{cur['program']} after {after}", []).append(
+            statistics.median(cur["seconds"]))
+    return {kind: statistics.median(v) for kind, v in sorted(kinds.items())}
 
 
 def verdict(row: dict, target: float = TARGET) -> str:
@@ -229,7 +241,8 @@ def main(argv=None):
 
         command = "python experiments/interleaved.py " + " ".join(
             sys.argv[1:] if argv is None else argv)
-        machine = f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores"
+        machine = (f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores, "
+                   f"{time.strftime('%Y-%m-%d %H:%M')}")
         with open(args.out, "w") as f:
             f.write(markdown(rows, command, machine))
         with open(os.path.splitext(args.out)[0] + ".json", "w") as f:

@@ -79,3 +79,16 @@ def test_bad_arguments_are_named():
         il.main(["--smoke", "--rows", "xvdm:none"])
     with pytest.raises(SystemExit):
         il.main(["--rows", "mvdm:none"])  # no --study
+
+
+def test_carry_over_splits_each_programs_blocks_by_what_ran_before():
+    il = _module()
+    seconds = {("study", True): 1.0, ("study", False): 1.5, ("vdm_vae", True): 0.5,
+               ("vdm_vae", False): 0.9}
+    sequence = [p for pair in il.order(4) for p in pair]
+    blocks = [{"program": sequence[0], "seconds": [9.0]}]  # the first block follows nothing
+    for prev, cur in zip(sequence, sequence[1:]):
+        blocks.append({"program": cur, "seconds": [seconds[cur, prev == cur]] * 3})
+    assert il.carry_over(blocks) == {"study after itself": 1.0, "study after the other": 1.5,
+                                     "vdm_vae after itself": 0.5,
+                                     "vdm_vae after the other": 0.9}
