@@ -55,6 +55,9 @@ def base_config() -> ml_collections.ConfigDict:
         # a pilot follows the full run's learning-rate schedule for its first steps.
         stop_at_step=0,
         eval_num_samples=64, eval_sample_steps=250,
+        # Also write TensorBoard event files (CLU's writer, when TensorFlow is installed;
+        # importing TensorFlow adds seconds to every start). metrics.jsonl is always written.
+        tensorboard=True,
         # The periodic evaluation's linear probe on mu(x): first images of each split (0 = off).
         curve_probe_train=2000, curve_probe_test=1000,
     )

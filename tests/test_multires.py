@@ -49,7 +49,7 @@ def test_multires_unet_output_depends_on_every_level():
     def loss(p):
         return jnp.sum(net.apply({"params": p}, z, jnp.ones((2,)), jnp.zeros((2, 1))) ** 2)
 
-    grads = flax.traverse_util.flatten_dict(jax.grad(loss)(params), sep="/")
+    grads = flax.traverse_util.flatten_dict(jax.jit(jax.grad(loss))(params), sep="/")
     for name in ("down_2.block_0/conv1/kernel", "mid.attn_1/q/kernel",
                  "up_2.block_1/conv2/kernel", "up_1.upsample/conv/kernel"):
         assert float(jnp.abs(grads[name]).sum()) > 0, name

@@ -58,6 +58,8 @@ def validate_training_config(config: ml_collections.ConfigDict):
              f"0 (off) or a multiple of training.steps_per_save={t.steps_per_save}")
     _require(0 <= t.stop_at_step <= t.num_steps_train, "training.stop_at_step", t.stop_at_step,
              f"0 (off) or a step <= training.num_steps_train={t.num_steps_train}")
+    _require(isinstance(t.tensorboard, bool), "training.tensorboard", t.tensorboard,
+             "True or False")
     _require(0.0 <= t.beta_warmup_fraction <= 1.0, "training.beta_warmup_fraction",
              t.beta_warmup_fraction, "a float in [0, 1]")
     _require(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a float > 0")
@@ -227,7 +229,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: StopSignals) -
         say(f"Resumed from step {int(state.step)} in {ckpt.directory}")
     if jax.process_index() == 0:
         save_run_config(workdir, config.to_dict(), model_config)
-    writer = create_writer(workdir, jax.process_index())
+    writer = create_writer(workdir, jax.process_index(), config.training.tensorboard)
     step = int(state.step)
     if step == 0:
         writer.write_hparams(config.to_dict())

@@ -101,12 +101,16 @@ class _CluImages:
         self.writer.close()
 
 
-def create_writer(workdir: str, process_index: int = 0):
-    """Writer for `workdir`; non-zero processes write nothing."""
+def create_writer(workdir: str, process_index: int = 0, tensorboard: bool = True):
+    """Writer for `workdir`; non-zero processes write nothing.
+
+    JSONL and PNG always; TensorBoard event files too when `tensorboard` and TensorFlow is
+    installed.
+    """
     if process_index != 0:
         return MultiWriter([])
     writers = [JsonlWriter(workdir)]
-    clu = _clu_writer(workdir)
+    clu = _clu_writer(workdir) if tensorboard else None
     if clu is not None:
         writers.append(_CluImages(clu))
     return MultiWriter(writers)
