@@ -157,7 +157,8 @@ def train(args, workdir: str, seconds: float) -> dict:
          else "num_steps_train=1000000 steps_per_logging=100 steps_per_save=500 "
               "steps_per_eval=1000")
     argv = [sys.executable, "main.py", f"--config={config}", f"--workdir={workdir}"]
-    argv += [f"--config.training.{kv}" for kv in t.split()]
+    # No TensorBoard files: the device has no TensorFlow, and --quick runs as the device does.
+    argv += [f"--config.training.{kv}" for kv in t.split() + ["tensorboard=False"]]
     data = args.data or (None if args.quick else MNIST_FILE)
     if data:
         argv += ["--config.data.source=mnist", f"--config.data.path={os.path.abspath(data)}"]

@@ -11,6 +11,9 @@ from test_train import ROOT, run_main
 
 import vdm_vae
 
+# One xdist worker runs this module (--dist loadgroup), so its trained runs are made once.
+pytestmark = pytest.mark.xdist_group("evaluate")
+
 FIGURES = ("samples.png", "guided.png", "reconstruction.png", "tsne.png", "pca.png",
            "w_usage.png", "kl_per_dim.png", "interpolation.png")
 KEYS = ("bpd", "bpd_stderr", "bpd_recon", "bpd_prior", "bpd_diff", "bpd_kl_w", "kl_w_nats",
