@@ -87,9 +87,11 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     enc = config.model.encoder
     enc.block_out_channels, enc.layers_per_block, enc.norm_num_groups = 8, 1, 4
     enc.w_dim = min(enc.w_dim, 8)
+    # 56 samples: the size of the guided grid (8 test images x 7), so that both grids of an
+    # evaluation share one compiled sampler.
     config.training.update(batch_size_train=8, batch_size_eval=8, num_steps_train=2,
                            steps_per_logging=1, steps_per_eval=2, steps_per_save=1,
-                           num_eval_batches=1, eval_num_samples=4, eval_sample_steps=2,
+                           num_eval_batches=1, eval_num_samples=56, eval_sample_steps=2,
                            curve_probe_train=32, curve_probe_test=16)
     config.eval.update(num_test_images=16, num_fid_samples=0, sample_steps=2,
                        num_probe_train=64)

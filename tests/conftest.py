@@ -10,6 +10,16 @@ import pytest
 from vdm_vae.model import init_params
 from vdm_vae.model_config import EncoderConfig, LossConfig, ModelConfig
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# One persistent compilation cache for the test processes and every command they start: many
+# tests compile the same tiny programs in separate processes.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".pytest_cache", "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+
 # Tests build hundreds of tiny programs: skip LLVM's optimisations, which cost a third of a
 # smoke run's time and nothing the tests check. XLA reads the flags when the backend starts
 # (not at import), and subprocesses that copy this environment get them too.
@@ -40,9 +50,8 @@ def load_experiment(name: str):
     """experiments/<name>.py as a module (the folder is not a package)."""
     import importlib.util
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.spec_from_file_location(
-        name, os.path.join(root, "experiments", f"{name}.py"))
+        name, os.path.join(ROOT, "experiments", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -50,3 +50,44 @@ def test_every_module_and_main_import_together():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_commands_restart_with_their_cpu_settings_before_importing_jax():
+    """main.py's imports before its restart (vdm_vae.cpu_env) load neither jax nor the model;
+    the package's public names still load theirs on first use."""
+    code = textwrap.dedent("""
+        import sys
+        import main, vdm_vae.cpu_env
+        heavy = [m for m in sys.modules if m.split(".")[0] in ("jax", "flax", "orbax", "optax")
+                 or m in ("vdm_vae.model", "vdm_vae.train")]
+        assert not heavy, heavy
+        import vdm_vae
+        from vdm_vae import ModelConfig, sample
+        from vdm_vae.model import init_params
+        from vdm_vae.sampling import sample as sampling_sample
+        assert sample is sampling_sample and vdm_vae.init is init_params
+        assert ModelConfig.__module__ == "vdm_vae.model_config"
+        assert set(vdm_vae.__all__) <= set(dir(vdm_vae))
+        try:
+            vdm_vae.no_such_name
+        except AttributeError as error:
+            assert "no_such_name" in str(error)
+        else:
+            raise AssertionError("vdm_vae.no_such_name did not raise")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_training_starts_without_the_evaluation_libraries():
+    """scikit-learn, SciPy and matplotlib (seconds to import) wait for the first evaluation."""
+    code = textwrap.dedent("""
+        import sys
+        import vdm_vae.train
+        loaded = [m for m in ("sklearn", "scipy", "matplotlib") if m in sys.modules]
+        assert not loaded, loaded
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]

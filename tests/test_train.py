@@ -32,8 +32,6 @@ def run_main(args, devices=1, timeout=600, wait=True, tensorboard=False):
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices} {TEST_XLA_FLAGS}"
     env["PYTHONPATH"] = ROOT
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".pytest_cache", "jax"))
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     cmd = [sys.executable, os.path.join(ROOT, "main.py")] + list(args)
     if not wait:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,

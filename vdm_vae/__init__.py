@@ -1,11 +1,36 @@
-"""vdm_vae: a VAE whose decoder is a conditional Variational Diffusion Model."""
+"""vdm_vae: a VAE whose decoder is a conditional Variational Diffusion Model.
 
-from vdm_vae.checkpoints import load
-from vdm_vae.model import VDMVAE, VAEOutput
-from vdm_vae.model import init_params as init
-from vdm_vae.model_config import EncoderConfig, LossConfig, ModelConfig
-from vdm_vae.sampling import encode, sample
-from vdm_vae.w_prior import load_prior
+The public names below load their modules (and jax) on first use, so that a command can
+start, check its flags and restart itself with its CPU settings (`vdm_vae.cpu_env`) before
+paying for jax's import.
+"""
 
-__all__ = ["EncoderConfig", "LossConfig", "ModelConfig", "VAEOutput", "VDMVAE", "encode", "init",
-           "load", "load_prior", "sample"]
+import importlib
+
+_PUBLIC = {
+    "load": ("vdm_vae.checkpoints", "load"),
+    "VDMVAE": ("vdm_vae.model", "VDMVAE"),
+    "VAEOutput": ("vdm_vae.model", "VAEOutput"),
+    "init": ("vdm_vae.model", "init_params"),
+    "EncoderConfig": ("vdm_vae.model_config", "EncoderConfig"),
+    "LossConfig": ("vdm_vae.model_config", "LossConfig"),
+    "ModelConfig": ("vdm_vae.model_config", "ModelConfig"),
+    "encode": ("vdm_vae.sampling", "encode"),
+    "sample": ("vdm_vae.sampling", "sample"),
+    "load_prior": ("vdm_vae.w_prior", "load_prior"),
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'vdm_vae' has no attribute {name!r}")
+    module, attr = _PUBLIC[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -9,9 +9,9 @@ from typing import Dict
 
 import jax
 
-from vdm_vae.evaluate import posterior
-from vdm_vae.metrics import collapse, probes
+from vdm_vae.metrics import collapse
 from vdm_vae.model_config import ModelConfig
+from vdm_vae.sampling import posterior
 
 
 def encoder_metrics(params, dataset, config: ModelConfig, num_train: int, num_test: int,
@@ -25,6 +25,9 @@ def encoder_metrics(params, dataset, config: ModelConfig, num_train: int, num_te
     Returns:
       {'kl_w_nats', 'active_units', 'probe_linear_acc', 'probe_seconds'}.
     """
+    # scikit-learn (about 1.5 s to import) only when a run evaluates, not at every start.
+    from vdm_vae.metrics import probes
+
     start = time.time()
     train_x = dataset.train_images[:num_train]
     test_x = dataset.test_images[:num_test]

@@ -22,7 +22,7 @@ from vdm_vae.metrics import collapse, intervals, probes
 from vdm_vae.model import VDMVAE, init_params
 from vdm_vae.model_config import ModelConfig
 from vdm_vae.progress import Progress
-from vdm_vae.sampling import decode_z0, draw_prior_w, encode, reverse_steps, sample
+from vdm_vae.sampling import decode_z0, draw_prior_w, encode, posterior, reverse_steps, sample
 
 W_USAGE_BINS = 20
 
@@ -32,11 +32,6 @@ def _bound_terms(params, images, rng, t, w, *, config: ModelConfig) -> Dict[str,
     """Per-example bpd terms [B] for one draw of (t, eps, w)."""
     out = VDMVAE(config).apply(params, images, t=t, w=w, rngs={"sample": rng})
     return losses.bpd_terms(out, config.image_shape)
-
-
-def _batches(images: np.ndarray, batch_size: int):
-    for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size]
 
 
 def bound_metrics(params, images: np.ndarray, config: ModelConfig, batch_size: int,
@@ -58,20 +53,6 @@ def bound_metrics(params, images: np.ndarray, config: ModelConfig, batch_size: i
         result[f"{name}_stderr"] = stats["stderr"]
     result.update(num_test_images=len(images), mc_draws=draws, eval_seed=paired.EVAL_SEED)
     return result
-
-
-def posterior(params, images: np.ndarray, config: ModelConfig, batch_size: int,
-              desc: Optional[str] = None):
-    """(mean, logvar) of q(w|x), each [N, w_dim]; a progress line on stderr if `desc`."""
-    means, logvars = [], []
-    progress = Progress(len(images), desc, "img") if desc else None
-    for batch in _batches(images, batch_size):
-        mean, std = encode(params, batch, config=config)
-        means.append(np.asarray(mean))
-        logvars.append(2.0 * np.log(np.asarray(std)))
-        if progress:
-            progress.update(len(batch))
-    return np.concatenate(means), np.concatenate(logvars)
 
 
 def collapse_metrics(mean: np.ndarray, logvar: np.ndarray, seed: int) -> Dict[str, object]:

@@ -9,6 +9,7 @@ import numpy as np
 
 from vdm_vae.model import VDMVAE
 from vdm_vae.model_config import ModelConfig
+from vdm_vae.progress import Progress
 
 
 def as_variables(params) -> dict:
@@ -156,3 +157,18 @@ def encode(params, images, *, config: ModelConfig, t: Optional[float] = None
         t_arr = jnp.full((images.shape[0],), t, jnp.float32)
     mean, logvar = _encode(as_variables(params), images, t_arr, config=config)
     return mean, jnp.exp(0.5 * logvar)
+
+
+def posterior(params, images: np.ndarray, config: ModelConfig, batch_size: int,
+              desc: Optional[str] = None):
+    """(mean, logvar) of q(w|x), each [N, w_dim]; a progress line on stderr if `desc`."""
+    means, logvars = [], []
+    progress = Progress(len(images), desc, "img") if desc else None
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        mean, std = encode(params, batch, config=config)
+        means.append(np.asarray(mean))
+        logvars.append(2.0 * np.log(np.asarray(std)))
+        if progress:
+            progress.update(len(batch))
+    return np.concatenate(means), np.concatenate(logvars)
