@@ -14,11 +14,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # One persistent compilation cache for the test processes and every command they start: many
 # tests compile the same tiny programs in separate processes.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".pytest_cache", "jax"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+jax.config.update("jax_compilation_cache_dir", os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".pytest_cache", "jax")))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", float(os.environ.setdefault(
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")))
 
 # Tests build hundreds of tiny programs: skip LLVM's optimisations, which cost a third of a
 # smoke run's time and nothing the tests check. XLA reads the flags when the backend starts

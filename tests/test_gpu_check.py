@@ -8,9 +8,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import load_experiment
+from conftest import ROOT, load_experiment
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = {"gpu_check.json", "gpu_check.md", "bench.md", "bench.log", "train.log", "sample.log",
          "samples.png"}
 

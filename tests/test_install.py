@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 # Makes every import of TensorFlow, TensorBoard or TFDS fail, as where they are not installed.
 BLOCK_TENSORFLOW = textwrap.dedent("""

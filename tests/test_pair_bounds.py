@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 spec = importlib.util.spec_from_file_location(
     "pair_bounds", os.path.join(ROOT, "experiments", "pair_bounds.py"))
 pair_bounds = importlib.util.module_from_spec(spec)

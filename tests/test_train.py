@@ -13,9 +13,8 @@ import flax
 import jax
 import numpy as np
 import pytest
-from conftest import TEST_XLA_FLAGS
+from conftest import ROOT, TEST_XLA_FLAGS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
                  if not p.endswith(("base.py", "__init__.py")))
 
