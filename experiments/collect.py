@@ -12,7 +12,9 @@ Every number comes from the metrics files (and a run's eval/w_prior.json, from
 `python -m vdm_vae.fit_prior`, for the bound under the learned prior, and its
 eval/fid_<prior>_T<steps>/fid.json, from `python -m vdm_vae.sample_fid`, for FID); the study's
 numbers are quoted beside ours. A symlinked run folder is an alias and is skipped. Each run's
-evaluation figures are copied to results/<name>_figures/.
+evaluation figures are copied to results/<name>_figures/. Where runs have a linear probe on
+mu(x), results/<name>_targets.png sets it against the bound and against the CPU time spent
+(experiments/targets.py).
 """
 
 import argparse
@@ -32,6 +34,7 @@ matplotlib.use("Agg")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import curves  # noqa: E402  (experiments/curves.py)
 import matplotlib.pyplot as plt  # noqa: E402
+import targets  # noqa: E402  (experiments/targets.py)
 
 from vdm_vae import per_image  # noqa: E402
 from vdm_vae.bench import cpu_name  # noqa: E402
@@ -381,6 +384,9 @@ def main(argv=None):
     parser.add_argument("--curves", action="store_true",
                         help="add progress, learning curves and sample strips of every run")
     parser.add_argument("--notes", default="", help="a file whose text is appended (the reading)")
+    parser.add_argument("--matched-probes", default=None, help="a folder of "
+                        "experiments/probe_checkpoint.py's <run>_step<S>.json, drawn on the "
+                        "targets figure's probe-against-budget panel")
     parser.add_argument("--merge", action="store_true", help="keep the runs of results/<name>.json "
                         "that --root does not hold (each with the command that made it)")
     args = parser.parse_args(argv)
@@ -422,6 +428,9 @@ def main(argv=None):
         plot_metric_groups(runs, ("bpd", "fid"), os.path.join(RESULTS, f"{args.name}_bpd_fid.png"))
         plot_metric_groups(runs, ("kl_w_nats", "probe_linear_acc"),
                            os.path.join(RESULTS, f"{args.name}_kl_probe.png"))
+        has_targets = targets.plot_targets(runs, args.root,
+                                           os.path.join(RESULTS, f"{args.name}_targets.png"),
+                                           args.matched_probes)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     started = [n for n in in_progress if n not in runs]
@@ -452,7 +461,15 @@ def main(argv=None):
                 "interval; fid_learned_prior - fid(uncond): the same with w from the learned "
                 "prior.", "",
                 f"![bpd and FID]({args.name}_bpd_fid.png)",
-                f"![KL and probe]({args.name}_kl_probe.png)", "",
+                f"![KL and probe]({args.name}_kl_probe.png)", ""] + ([
+                f"![the targets: probe against bound, and probe against budget]"
+                f"({args.name}_targets.png)", "", "Left: each encoder run's linear probe on "
+                "mu(x) against its bound's paired difference to the unconditional run of its "
+                "schedule (w from N(0, I) filled, from the learned prior open; 95% intervals); "
+                "the shaded corner meets both targets. Right: the full linear probe against the "
+                "CPU hours the run had used at that step (its final evaluation and the kept "
+                "checkpoints probed by `experiments/probe_checkpoint.py`); dotted: the budget "
+                "of about 2 hours of 2 cores.", ""] if has_targets else []) + [
                 f"Each run's samples, guided generations, interpolation, t-SNE, w-usage profile "
                 f"and KL per dimension: [{args.name}_figures/]({args.name}_figures/).", ""]
     text += final

@@ -154,6 +154,7 @@ case "${1:-start}" in
     python experiments/run_records.py save --root="$ROOT" --records="$RECORDS" --runs="mnist_cpu*"
     restore  # after the save, so that a restored run is not copied back onto its record
     python experiments/collect.py --root="$ROOT" --name=mnist_cpu --curves --runs="mnist_cpu*" \
+      --matched-probes=experiments/results/mnist_cpu_matched_probes \
       --command="experiments/mnist_cpu.sh start (CONFIGS=$CONFIGS)" --merge \
       ${NOTES:+--notes="$NOTES"} ;;
   *) echo "usage: $0 [start|status|stop|fid|collect|pilots|collect-pilots]" >&2; exit 2 ;;

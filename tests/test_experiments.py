@@ -451,3 +451,47 @@ def test_protocol_pilot_stops_at_its_step_with_its_one_change(tmp_path):
         config = json.load(f)["config"]
     assert config["model"]["sm_ch_mult"] == [1] and config["model"]["sm_n_layer"] == 4
     assert config["optimizer"]["learning_rate"] == 5e-4  # the lr it was made with
+
+
+def _write_probed_run(root, name: str, probe: float, cpu_seconds_by_step: dict, step: int):
+    os.makedirs(root / name / "eval")
+    with open(root / name / "eval" / "metrics.json", "w") as f:
+        json.dump({"step": step, "bpd": 1.0, "probe_linear_acc": probe,
+                   "probe_linear_acc_ci": [probe - 0.01, probe + 0.01]}, f)
+    with open(root / name / "metrics.jsonl", "w") as f:
+        for s, seconds in cpu_seconds_by_step.items():
+            f.write(json.dumps({"step": s, "eval/bpd": 1.0, "eval/cpu_seconds": seconds}) + "\n")
+
+
+def _write_matched_probe(folder, name: str, step: int, probe: float):
+    os.makedirs(folder, exist_ok=True)
+    with open(folder / f"{name}_step{step}.json", "w") as f:
+        json.dump({"step": step, "probe_linear_acc_trained": probe,
+                   "probe_linear_acc_trained_ci": [probe - 0.02, probe + 0.02]}, f)
+
+
+def test_targets_figure_puts_each_probe_at_the_cpu_time_of_its_step(collect, tmp_path):
+    root, matched = tmp_path / "a", tmp_path / "matched"
+    _write_probed_run(root, "mnist_cpu_c30", 0.94, {500: 1800.0, 1000: 5400.0, 2000: 9000.0},
+                      step=2000)
+    _write_probed_run(root, "mnist_cpu_c30_w128", 0.96, {2000: 7200.0}, step=2000)
+    _write_matched_probe(matched, "mnist_cpu_c30", 1000, 0.92)
+    _write_matched_probe(matched, "mnist_cpu_c30", 1500, 0.93)  # no CPU time logged there
+    _write_matched_probe(matched, "mnist_cpu_c30_w128", 500, 0.5)  # not c30's, though it starts so
+    runs = collect.load_runs(str(root))
+    points = collect.targets.probe_points(runs, str(root), str(matched))
+    np.testing.assert_allclose(points["mnist_cpu_c30"], [(1.5, 0.92, 0.90, 0.94),
+                                                         (2.5, 0.94, 0.93, 0.95)])
+    np.testing.assert_allclose(points["mnist_cpu_c30_w128"], [(2.0, 0.96, 0.95, 0.97)])
+    collect.main(["--root", str(root), "--name", "t", "--command", "c",
+                  "--matched-probes", str(matched)])
+    assert (tmp_path / "results" / "t_targets.png").stat().st_size > 0
+    assert "![the targets: probe against bound, and probe against budget](t_targets.png)" in (
+        tmp_path / "results" / "t.md").read_text()
+
+
+def test_no_targets_figure_without_a_probed_run(collect, tmp_path):
+    _write_run(tmp_path / "a", "mnist_cpu_uncond", 1.0)
+    collect.main(["--root", str(tmp_path / "a"), "--name", "t", "--command", "c"])
+    assert not (tmp_path / "results" / "t_targets.png").exists()
+    assert "t_targets.png" not in (tmp_path / "results" / "t.md").read_text()
