@@ -54,3 +54,38 @@ def test_each_library_times_every_direction_it_is_asked_for():
     seconds = cf.torch_seconds(strided, repeats=2)
     assert set(seconds) == {"forward", "input_gradient", "kernel_gradient"}
     assert all(0 < s < 1 for s in seconds.values())
+
+
+def test_the_step_without_convolutions_keeps_the_rest_of_the_step():
+    from vdm_vae.train_step import AXIS
+
+    cf, rest = _module(), load_experiment("step_without_convs")
+    loss, params, images, rng = cf.row_loss("mvdm", "oe", batch=2, smoke=True)
+    real = jax.make_jaxpr(jax.grad(loss), axis_env=[(AXIS, 1)])(params, images, rng)
+    with rest.without_convolutions():
+        stood_in = jax.make_jaxpr(jax.grad(loss), axis_env=[(AXIS, 1)])(params, images, rng)
+    assert _count_convs(real.jaxpr) > 0 and _count_convs(stood_in.jaxpr) == 0
+    restored = jax.make_jaxpr(jax.grad(loss), axis_env=[(AXIS, 1)])(params, images, rng)
+    assert _count_convs(restored.jaxpr) == _count_convs(real.jaxpr)  # the real one is back
+    # the same gradient shapes, and every other operation of the step is still there
+    assert [v.aval.shape for v in stood_in.jaxpr.outvars] == [
+        v.aval.shape for v in real.jaxpr.outvars]
+    kinds = {"dot_general", "rsqrt", "logistic", "exp"}
+    assert kinds <= {e.primitive.name for e in _all_eqns(stood_in.jaxpr)}
+
+
+def _all_eqns(jaxpr):
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for v in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(v, jax.extend.core.ClosedJaxpr):
+                    yield from _all_eqns(v.jaxpr)
+                elif isinstance(v, jax.extend.core.Jaxpr):
+                    yield from _all_eqns(v)
+
+
+def test_the_step_without_convolutions_is_timed():
+    rest = load_experiment("step_without_convs")
+    row = rest.time_rest("mvdm", "none", repeats=2, batch=2, smoke=True)
+    assert row["substeps"] >= 1 and 0 < row["rest_step_min_s"] <= row["rest_step_median_s"] < 5

@@ -66,3 +66,18 @@ def test_markdown_has_one_line_per_row_its_convolutions_and_the_json():
     line = "| svdm | oe | 3x3, 64 -> 64 | 3 | 3 | 100 / 100 / 50 | 50 / 200 / 100 |"
     assert text.count(line) == 2
     assert "`python experiments/side_by_side.py --study S`" in text
+
+
+def test_verdict_adds_the_rest_of_the_step_as_run_where_it_was_measured():
+    sbs = _module()
+    row = dict(_row(13.0, 12.0, 1000.0, 200.0, 6.0, 7.0), rest_as_run_s=2.0,
+               xla_with_rest_s=9.0)
+    # 13 / 1.5 = 8.67 s is above every floor, but below 7.00 + 2.00 s
+    text = sbs.verdict(row)
+    assert text.startswith("not reached") and "take 9.00 s" in text
+    assert text.endswith("1.5x needs the rest of the step rewritten")
+    near = sbs.verdict(dict(row, rest_as_run_s=1.0, xla_with_rest_s=8.0))
+    assert "take 8.00 s" in near and "rewritten" not in near
+    line = sbs.markdown([row], "c").split("\n")
+    assert any(ln.startswith("| svdm | oe | 13.000 | 12.000 |") and "| 7.000 + 2.000 (1.44x) |"
+               in ln for ln in line)
