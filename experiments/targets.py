@@ -84,6 +84,72 @@ def _errorbar(ax, x, y, color, filled: bool, marker: str = "o"):
                 ms=5, capsize=2, lw=0.8)
 
 
+def _inside(value: float, window) -> bool:
+    return window[0] <= value <= window[1]
+
+
+def _draw_tradeoff(ax, probed: Dict[str, dict], color_of: dict, probe_window,
+                   bound_window) -> List[str]:
+    """The left panel; returns what falls outside its window, as text."""
+    ax.fill_between([bound_window[0], BOUND_TARGET], PROBE_TARGET, probe_window[1],
+                    color="C2", alpha=0.15, lw=0, label="both targets")
+    outside = []
+    for name, m in sorted(probed.items()):
+        color, label = color_of[name], short_name(name)
+        y = (m["probe_linear_acc"], *m["probe_linear_acc_ci"])
+        xs = [(d["mean"], d["ci_low"], d["ci_high"]) for d in (m.get(UNCOND_DIFF),
+                                                             m.get(LEARNED_DIFF)) if d]
+        shown = [x for x in xs if _inside(x[0], bound_window) and _inside(y[0], probe_window)]
+        outside += [f"{label}{' (learned prior)' if k else ''}: difference {x[0]:+.3f}, "
+                    f"probe {y[0]:.3f}"
+                    for k, x in enumerate(xs) if x not in shown]
+        for k, x in enumerate(xs):
+            if x in shown:
+                _errorbar(ax, x, y, color, filled=k == 0, marker="os"[k])
+        if len(shown) == 2:
+            ax.plot([shown[0][0], shown[1][0]], [y[0], y[0]], ":", color=color, lw=0.8)
+        if shown:
+            ax.annotate(label, (shown[0][0], y[0]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7, color=color)
+    ax.axhline(PROBE_TARGET, color="k", lw=0.6, ls="--")
+    ax.axvline(BOUND_TARGET, color="k", lw=0.6, ls="--")
+    ax.set_xlim(*bound_window)
+    ax.set_ylim(*probe_window)
+    ax.set_xlabel("bound - the unconditional run's, paired (bits/dim)\n"
+                  "filled: w from N(0, I); open: from the learned prior")
+    ax.set_title("The two targets")
+    ax.legend(loc="lower right", fontsize=8)
+    return outside
+
+
+def _draw_budget(ax, points: dict, color_of: dict, probe_window) -> List[str]:
+    """The right panel; returns what falls outside its window, as text."""
+    outside = []
+    for name, line in sorted(points.items()):
+        color, label = color_of[name], short_name(name)
+        shown = [p for p in line if _inside(p[1], probe_window)]
+        outside += [f"{label}: probe {p[1]:.3f} at {p[0]:.1f} h" for p in line
+                    if p not in shown]
+        if not shown:
+            continue
+        ax.plot([p[0] for p in shown], [p[1] for p in shown], "-", color=color, lw=0.8)
+        for hours, acc, low, high in shown:
+            ax.errorbar(hours, acc, yerr=[[acc - low], [high - acc]], fmt="o", color=color,
+                        ms=4, capsize=2, lw=0.8)
+        ax.annotate(label, shown[-1][:2], textcoords="offset points", xytext=(4, -3),
+                    fontsize=7, color=color)
+    ax.axhline(PROBE_TARGET, color="k", lw=0.6, ls="--")
+    ax.axvline(BUDGET_CPU_HOURS, color="k", lw=0.6, ls=":")
+    ax.set_ylim(*probe_window)
+    ax.text(BUDGET_CPU_HOURS, probe_window[0], " budget", fontsize=8, va="bottom")
+    ax.set_xlabel("CPU hours used (all cores, evaluations included)")
+    ax.set_title("The probe against the budget (full probe at kept steps)")
+    if not points:
+        ax.text(0.5, 0.5, "no run's CPU time here", transform=ax.transAxes,
+                ha="center", va="center")
+    return outside
+
+
 def plot_targets(runs: Dict[str, dict], root: str, path: str,
                  matched_dir: Optional[str] = None, probe_window=(0.85, 0.98),
                  bound_window=(-0.005, 0.1)) -> bool:
@@ -95,67 +161,15 @@ def plot_targets(runs: Dict[str, dict], root: str, path: str,
         return False
     colors = plt.get_cmap("tab20")
     color_of = {name: colors(i % 20) for i, name in enumerate(sorted(probed))}
-    inside = lambda v, window: window[0] <= v <= window[1]  # noqa: E731
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6.5))
-    left.fill_between([bound_window[0], BOUND_TARGET], PROBE_TARGET, probe_window[1],
-                      color="C2", alpha=0.15, lw=0, label="both targets")
-    outside = []
-    for name, m in sorted(probed.items()):
-        color, label = color_of[name], short_name(name)
-        y = (m["probe_linear_acc"], *m["probe_linear_acc_ci"])
-        xs = [(d["mean"], d["ci_low"], d["ci_high"]) for d in (m.get(UNCOND_DIFF),
-                                                             m.get(LEARNED_DIFF)) if d]
-        shown = [x for x in xs if inside(x[0], bound_window) and inside(y[0], probe_window)]
-        outside += [f"{label}{' (learned prior)' if k else ''}: {x[0]:+.3f}, {y[0]:.3f}"
-                    for k, x in enumerate(xs) if x not in shown]
-        for k, x in enumerate(xs):
-            if x in shown:
-                _errorbar(left, x, y, color, filled=k == 0, marker="os"[k])
-        if len(shown) == 2:
-            left.plot([shown[0][0], shown[1][0]], [y[0], y[0]], ":", color=color, lw=0.8)
-        if shown:
-            left.annotate(label, (shown[0][0], y[0]), textcoords="offset points",
-                          xytext=(4, 4), fontsize=7, color=color)
-    left.axhline(PROBE_TARGET, color="k", lw=0.6, ls="--")
-    left.axvline(BOUND_TARGET, color="k", lw=0.6, ls="--")
-    left.set_xlim(*bound_window)
-    left.set_ylim(*probe_window)
-    left.set_xlabel("bound - the unconditional run's, paired (bits/dim)\n"
-                    "filled: w from N(0, I); open: from the learned prior")
-    left.set_ylabel("linear probe on mu(x), MNIST test")
-    left.set_title("The two targets")
-    left.legend(loc="lower right", fontsize=8)
-    if outside:
-        left.text(0.0, -0.2, "outside the window (difference, probe): " + "; ".join(outside),
-                  transform=left.transAxes, fontsize=7, va="top", wrap=True)
-
-    points = probe_points(probed, root, matched_dir)
-    outside = []
-    for name, line in sorted(points.items()):
-        color, label = color_of[name], short_name(name)
-        shown = [p for p in line if inside(p[1], probe_window)]
-        outside += [f"{label}: {p[1]:.3f} at {p[0]:.1f} h" for p in line if p not in shown]
-        if not shown:
-            continue
-        right.plot([p[0] for p in shown], [p[1] for p in shown], "-", color=color, lw=0.8)
-        for hours, acc, low, high in shown:
-            right.errorbar(hours, acc, yerr=[[acc - low], [high - acc]], fmt="o", color=color,
-                           ms=4, capsize=2, lw=0.8)
-        right.annotate(label, shown[-1][:2], textcoords="offset points", xytext=(4, -3),
-                       fontsize=7, color=color)
-    right.axhline(PROBE_TARGET, color="k", lw=0.6, ls="--")
-    right.axvline(BUDGET_CPU_HOURS, color="k", lw=0.6, ls=":")
-    right.set_ylim(*probe_window)
-    right.text(BUDGET_CPU_HOURS, probe_window[0], " budget", fontsize=8, va="bottom")
-    right.set_xlabel("CPU hours used (all cores, evaluations included)")
-    right.set_ylabel("linear probe on mu(x), MNIST test")
-    right.set_title("The probe against the budget (full probe at kept steps)")
-    if not points:
-        right.text(0.5, 0.5, "no run's CPU time here", transform=right.transAxes,
-                   ha="center", va="center")
-    if outside:
-        right.text(0.0, -0.2, "outside the window: " + "; ".join(outside),
-                   transform=right.transAxes, fontsize=7, va="top", wrap=True)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6.5))
+    outside = [_draw_tradeoff(axes[0], probed, color_of, probe_window, bound_window),
+               _draw_budget(axes[1], probe_points(probed, root, matched_dir), color_of,
+                            probe_window)]
+    for ax, missing in zip(axes, outside):
+        ax.set_ylabel("linear probe on mu(x), MNIST test")
+        if missing:
+            ax.text(0.0, -0.2, "outside the window: " + "; ".join(missing),
+                    transform=ax.transAxes, fontsize=7, va="top", wrap=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
