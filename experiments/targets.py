@@ -168,8 +168,8 @@ def plot_targets(runs: Dict[str, dict], root: str, path: str,
     for ax, missing in zip(axes, outside):
         ax.set_ylabel("linear probe on mu(x), MNIST test")
         if missing:
-            ax.text(0.0, -0.2, "outside the window: " + "; ".join(missing),
-                    transform=ax.transAxes, fontsize=7, va="top", wrap=True)
+            ax.text(0.0, -0.2, "outside the window:\n" + "\n".join(missing),
+                    transform=ax.transAxes, fontsize=7, va="top")
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
