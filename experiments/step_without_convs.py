@@ -56,29 +56,19 @@ def without_convolutions():
 
 def time_rest(size: str, encoder: str, repeats: int, batch: int = 64,
               smoke: bool = False) -> dict:
-    """Median and minimum seconds of the row's train step without its convolutions."""
-    import jax
-    import numpy as np
-
+    """Median and minimum seconds of the row's train step without its convolutions, timed as
+    `vdm_vae.bench.bench_train` times the real one."""
     from vdm_vae import bench
     from vdm_vae.platforms import resolve_substeps
 
-    args = argparse.Namespace(smoke=smoke, batch=batch)
+    args = argparse.Namespace(smoke=smoke, batch=batch, repeats=repeats,
+                              substeps=resolve_substeps(0))
     model_config, config = bench._configs(size, encoder, "float32", args)
-    substeps = resolve_substeps(0)
     with without_convolutions():
-        step, state, images, rng = bench._train_inputs(model_config, config, substeps)
-        compiled = step.lower(state, images, rng).compile()
-    holder = {"state": state}
-
-    def one_call():
-        holder["state"], metrics = compiled(holder["state"], images, rng)
-        jax.block_until_ready(metrics)
-
-    one_call()  # warm-up
-    seconds = [s / substeps for s in bench.timed(one_call, repeats)]
-    return {"size": size, "encoder": encoder, "batch": batch, "substeps": substeps,
-            "rest_step_median_s": float(np.median(seconds)), "rest_step_min_s": min(seconds)}
+        timed = bench.bench_train(model_config, config, args)
+    return {"size": size, "encoder": encoder, "batch": batch, "substeps": args.substeps,
+            "rest_step_median_s": timed["train_step_median_s"],
+            "rest_step_min_s": timed["train_step_min_s"]}
 
 
 def main(argv=None):

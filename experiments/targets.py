@@ -55,14 +55,15 @@ def probe_points(runs: Dict[str, dict], root: str,
     says what CPU time the run had used there."""
     points = {}
     for name, m in runs.items():
-        metrics = os.path.join(root, name, "metrics.jsonl")
-        if m.get("probe_linear_acc") is None or not os.path.exists(metrics):
+        workdir = os.path.join(root, name)
+        if m.get("probe_linear_acc") is None or not os.path.exists(
+                os.path.join(workdir, "metrics.jsonl")):
             continue
-        rows = read_metrics(os.path.dirname(metrics))
+        rows = read_metrics(workdir)
         found = {m.get("step"): (m["probe_linear_acc"], *m["probe_linear_acc_ci"])}
         for path in glob.glob(os.path.join(matched_dir or "", f"{name}_step*.json")):
             if not re.fullmatch(rf"{re.escape(name)}_step\d+\.json", os.path.basename(path)):
-                continue  # another run whose name starts with this one's
+                continue  # not <name>_step<digits>.json (e.g. a renamed copy)
             with open(path) as f:
                 probe = json.load(f)
             found.setdefault(probe["step"], (probe["probe_linear_acc_trained"],

@@ -9,18 +9,21 @@ def _module():
     return load_experiment("conv_floor")
 
 
-def _count_convs(jaxpr) -> int:
-    """Convolutions in a jaxpr and every jaxpr nested in it."""
-    n = 0
+def _all_eqns(jaxpr):
+    """Every equation of a jaxpr and of every jaxpr nested in it."""
     for eqn in jaxpr.eqns:
-        n += eqn.primitive.name == "conv_general_dilated"
+        yield eqn
         for value in eqn.params.values():
             for v in value if isinstance(value, (tuple, list)) else (value,):
                 if isinstance(v, jax.extend.core.ClosedJaxpr):
-                    n += _count_convs(v.jaxpr)
+                    yield from _all_eqns(v.jaxpr)
                 elif isinstance(v, jax.extend.core.Jaxpr):
-                    n += _count_convs(v)
-    return n
+                    yield from _all_eqns(v)
+
+
+def _count_convs(jaxpr) -> int:
+    """Convolutions in a jaxpr and every jaxpr nested in it."""
+    return sum(e.primitive.name == "conv_general_dilated" for e in _all_eqns(jaxpr))
 
 
 @pytest.mark.parametrize("encoder", ["none", "oe"])
@@ -73,16 +76,6 @@ def test_the_step_without_convolutions_keeps_the_rest_of_the_step():
     kinds = {"dot_general", "rsqrt", "logistic", "exp"}
     assert kinds <= {e.primitive.name for e in _all_eqns(stood_in.jaxpr)}
 
-
-def _all_eqns(jaxpr):
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for value in eqn.params.values():
-            for v in value if isinstance(value, (tuple, list)) else (value,):
-                if isinstance(v, jax.extend.core.ClosedJaxpr):
-                    yield from _all_eqns(v.jaxpr)
-                elif isinstance(v, jax.extend.core.Jaxpr):
-                    yield from _all_eqns(v)
 
 
 def test_the_step_without_convolutions_is_timed():
