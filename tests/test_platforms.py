@@ -189,3 +189,34 @@ def _optimizer_config():
         eps=1e-8, weight_decay=0.01, gradient_clip_norm=1.0, no_decay_leaves=("bias",),
         no_decay_modules=())
 
+
+
+@pytest.mark.parametrize("cores, flags, expected", [
+    (2, "", [cpu_env.CONV_FLAG, cpu_env.DEVICES_FLAG]),
+    (16, "--xla_force_host_platform_device_count=4", [
+        "--xla_force_host_platform_device_count=4", cpu_env.CONV_FLAG]),
+    (2, "--xla_cpu_experimental_ynn_fusion_type=+dot", [
+        "--xla_cpu_experimental_ynn_fusion_type=+dot", cpu_env.DEVICES_FLAG]),
+    (1, "", []),
+])
+def test_cpu_settings_split_the_cores_into_two_devices_unless_told_otherwise(
+        monkeypatch, cores, flags, expected):
+    monkeypatch.setattr(cpu_env, "available_cores", lambda: cores)
+    env = cpu_env.with_cpu_settings({"XLA_FLAGS": flags} if flags else {})
+    assert env.get("XLA_FLAGS", "").split() == expected
+
+
+@pytest.mark.parametrize("backend, devices, batches, channels, expected", [
+    ("cpu", 2, (64, 64), 16, 2),  # MVDM: the batch split over the cores' two devices
+    ("cpu", 2, (64, 64), 32, 2),  # TVDM
+    ("cpu", 2, (64, 64), 64, 1),  # SVDM: its convolutions fill both cores already
+    ("cpu", 2, (64, 33), 16, 1),  # a batch the two do not divide runs on one
+    ("cpu", 1, (64, 64), 16, 1),
+    ("gpu", 8, (64, 64), 64, 8),  # accelerators: all of them, whatever the width
+    ("gpu", 8, (12, 64), 16, 8),  # ... and 12 over 8 is the config's error, not a fallback
+])
+def test_local_train_devices_per_platform(monkeypatch, backend, devices, batches, channels,
+                                          expected):
+    monkeypatch.setattr(platforms, "backend", lambda: backend)
+    monkeypatch.setattr(platforms.jax, "local_device_count", lambda: devices)
+    assert platforms.local_train_devices(batches, channels) == expected

@@ -210,7 +210,7 @@ BAD_CONFIGS = [
     (["--config=configs/mvdm_oe.py:smoke", "--config.training.num_steps_train=-5"],
      "training.num_steps_train"),
     (["--config=configs/mvdm_oe.py:smoke", "--config.model.encoder.w_dim=0"], "encoder.w_dim"),
-    (["--config=configs/mvdm_oe.py:smoke", "--config.training.batch_size_train=7"],
+    (["--config=configs/mvdm_oe.py:smoke", "--config.training.batch_size_train=0"],
      "batch_size_train"),
     (["--config=configs/no_such_config.py"], "no_such_config"),
     (["--config=configs/mvdm_oe.py:smoke", "--config.training.nosuchfield=1"],

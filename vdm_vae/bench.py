@@ -162,13 +162,18 @@ def _flops(lowered, compiled=None) -> Optional[float]:
     return None
 
 
-def _train_inputs(model_config, config, substeps: int):
-    """(step, replicated state, images [D,S,b,H,W,C], replicated rng) for the real step."""
+def _train_inputs(model_config, config, substeps: int, devices: Optional[int] = None):
+    """(step, replicated state, images [D,S,b,H,W,C], replicated rng) for the real step.
+
+    D: `devices`, by default those a training run splits this batch over (vdm_vae/platforms.py).
+    """
     import jax
 
+    from vdm_vae.platforms import local_train_devices
     from vdm_vae.train_step import create_train_state, make_optimizer, make_train_step, replicate
 
-    devices = jax.local_device_count()
+    devices = devices or local_train_devices((config.training.batch_size_train,),
+                                             model_config.sm_n_embd)
     tx = make_optimizer(config.optimizer, config.training.num_steps_train)
     state = create_train_state(model_config, tx, jax.random.PRNGKey(0))
     t = config.training
@@ -189,7 +194,7 @@ def bench_train(model_config, config, args) -> dict:
     start = time.perf_counter()
     lowered = step.lower(state, images, rng)
     compiled = lowered.compile()
-    out = {"compile_s": time.perf_counter() - start}
+    out = {"compile_s": time.perf_counter() - start, "train_devices": int(images.shape[0])}
     holder = {"state": state}
 
     def one_call():
@@ -249,7 +254,8 @@ def bench_sampling(model_config, args) -> dict:
 def count_flops(model_config, config, batch: int) -> dict:
     """FLOPs of one train step and one reverse step at `batch`, from XLA's cost analysis of
     the lowered programs with batched attention, for every row alike (XLA counts a loop body,
-    a substeps scan or per-example attention's lax.map, once)."""
+    a substeps scan or per-example attention's lax.map, once). The train step is counted on
+    one device: the whole batch's FLOPs, however many devices a run splits it over."""
     import dataclasses
 
     import jax
@@ -257,7 +263,7 @@ def count_flops(model_config, config, batch: int) -> dict:
     from vdm_vae.model import VDMVAE, init_params
 
     batched = dataclasses.replace(model_config, attention_impl="batched")
-    step, state, images, rng = _train_inputs(batched, config, 1)
+    step, state, images, rng = _train_inputs(batched, config, 1, devices=1)  # the whole batch
     variables = jax.eval_shape(lambda: init_params(batched, jax.random.PRNGKey(0)))
     z = jax.ShapeDtypeStruct((batch,) + batched.image_shape, jax.numpy.float32)
     w = (jax.ShapeDtypeStruct((batch, batched.w_dim), jax.numpy.float32)
@@ -301,8 +307,9 @@ def run_one(size: str, encoder: str, dtype: str, args) -> dict:
                                       ("sample", "reverse_step_flops", "reverse_step_median_s")):
         if row.get(flops_key):
             row[f"{kind}_gflop_per_s"] = row[flops_key] / row[time_key] / 1e9
-            if args.peak_tflops:
-                row[f"{kind}_mfu"] = row[f"{kind}_gflop_per_s"] / (1e3 * args.peak_tflops)
+            if args.peak_tflops:  # per accelerator; a CPU's host devices share its cores
+                devices = row["train_devices"] if kind == "train" and row["backend"] != "cpu" else 1
+                row[f"{kind}_mfu"] = row[f"{kind}_gflop_per_s"] / (1e3 * args.peak_tflops * devices)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stats = jax.local_devices()[0].memory_stats() or {}
     row["device_peak_mb"] = (stats["peak_bytes_in_use"] / 2**20

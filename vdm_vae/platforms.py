@@ -7,7 +7,8 @@ been measured there.
 
 | choice | on CPU | elsewhere |
 |---|---|---|
-| process settings (vdm_vae/cpu_env.py) | huge pages, XLA's own convolutions | none |
+| process settings (vdm_vae/cpu_env.py) | huge pages, XLA's own convolutions, 2 devices | none |
+| devices a batch is split over (train.py, bench.py) | 2 below 64 U-Net channels, else 1 | all local devices |
 | `model.attention_impl="auto"` (attention.py) | per_example, recomputed | batched |
 | Dense kernel gradient (layers.py) | x^T g, custom VJP | jax's autodiff |
 | an up block's (h, skip) (layers.py, group_norm.py) | one product per part | concatenated once |
@@ -18,9 +19,16 @@ Both columns give the same results up to the order of float additions (the dropo
 bit for bit); tests/test_platforms.py checks each choice on both sides by patching `backend`.
 """
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import jax
+
+# On CPU, U-Nets narrower than this split a batch over cpu_env's 2 devices. Train step, batch
+# 64, 2 AMD EPYC cores, medians of alternating runs, one device -> two: MVDM + OE 1.42-1.65 ->
+# 1.33-1.45 s, TVDM + OE 2.46-2.61 -> 2.25-2.27 s (their many small operations leave a core
+# idle; two half-batches fill it). SVDM's 64-channel convolutions fill both cores already and
+# two at once contend: SVDM + OE 9.72 -> 10.29 s, SVDM 8.76 -> 8.63 s.
+SPLIT_BELOW_CHANNELS = 64
 
 # Optimiser steps per call off CPU: a lax.scan over them saves host round trips. On XLA:CPU
 # the convolution weight gradients run much slower inside a scan body, so CPU takes 1.
@@ -57,3 +65,21 @@ def resolve_substeps(substeps: int, intervals: Iterable[int] = ()) -> int:
     intervals = tuple(intervals)
     return max(s for s in range(1, ACCELERATOR_SUBSTEPS + 1)
                if ACCELERATOR_SUBSTEPS % s == 0 and all(n % s == 0 for n in intervals))
+
+
+def local_train_devices(batch_sizes: Sequence[int], unet_channels: int) -> int:
+    """Local devices the train and eval steps split their batches over.
+
+    All of them, except on CPU in a single process, where the devices are vdm_vae/cpu_env.py's
+    split of the cores: there a U-Net narrower than SPLIT_BELOW_CHANNELS channels (MVDM, TVDM)
+    splits each batch over them, and a wider one (SVDM) runs on one (see SPLIT_BELOW_CHANNELS);
+    where their count does not divide every batch size, the largest count that does (1 at
+    least). Results are the same up to float order. Elsewhere a batch that the devices do not
+    divide is the config's error (vdm_vae.data.check_batch_size says so).
+    """
+    devices = jax.local_device_count()
+    if not cpu_formulations() or jax.process_count() > 1:
+        return devices
+    if unet_channels >= SPLIT_BELOW_CHANNELS:
+        return 1
+    return max(d for d in range(1, devices + 1) if all(b % d == 0 for b in batch_sizes))

@@ -25,7 +25,7 @@ from vdm_vae.checkpoints import Checkpointer, load_run_config, save_run_config
 from vdm_vae.console import say
 from vdm_vae.images import image_grid
 from vdm_vae.model_config import ModelConfig, model_config_from_dict, model_config_to_dict
-from vdm_vae.platforms import resolve_substeps
+from vdm_vae.platforms import local_train_devices, resolve_substeps
 from vdm_vae.progress import StepTimer
 from vdm_vae.sampling import draw_prior_w, encode, sample
 from vdm_vae.train_step import (
@@ -160,7 +160,7 @@ def _mean_metrics(history) -> dict:
 
 def evaluate_during_training(params, dataset, model_config: ModelConfig, config, rng) -> dict:
     """Test bound on EMA params over a few batches: {'eval/<name>': float}."""
-    devices = jax.local_device_count()
+    devices = jax.tree_util.tree_leaves(params)[0].shape[0]  # params are replicated on them
     per_device = data_lib.check_batch_size(config.training.batch_size_eval, devices,
                                            "config.training.batch_size_eval")
     eval_step = make_eval_step(model_config)
@@ -209,8 +209,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: StopSignals) -
     # --- Setup: validate everything before any work.
     validate_training_config(config)
     t = config.training
-    devices = jax.local_device_count()
-    global_devices = jax.device_count()
+    devices = local_train_devices((t.batch_size_train, t.batch_size_eval),
+                                  config.model.get("sm_n_embd", ModelConfig.sm_n_embd))
+    global_devices = devices * jax.process_count()
     data_lib.check_batch_size(t.batch_size_train, global_devices,
                               "config.training.batch_size_train")
     data_lib.check_batch_size(t.batch_size_eval, global_devices, "config.training.batch_size_eval")
