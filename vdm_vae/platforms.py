@@ -8,7 +8,7 @@ been measured there.
 | choice | on CPU | elsewhere |
 |---|---|---|
 | process settings (vdm_vae/cpu_env.py) | huge pages, XLA's own convolutions, 2 devices | none |
-| devices a batch is split over (train.py, bench.py) | 2 below 64 U-Net channels, else 1 | all local devices |
+| train batch split over (train.py, bench.py) | 2 devices below 64 U-Net channels, else 1 | all |
 | `model.attention_impl="auto"` (attention.py) | per_example, recomputed | batched |
 | Dense kernel gradient (layers.py) | x^T g, custom VJP | jax's autodiff |
 | an up block's (h, skip) (layers.py, group_norm.py) | one product per part | concatenated once |
