@@ -18,10 +18,9 @@
    parallel, the gradient the mean of the halves' means, as on several GPUs). Each device runs
    its half of the step while the other runs its own, so the many operations that keep one
    core busy (GroupNorm, activations, the per-example attention's loop, small products) run
-   two at a time; the convolutions still use every core. Train step, batch 64, 2 AMD EPYC
-   cores, medians of alternating runs: MVDM + OE 1.42-1.65 -> 1.33-1.45 s, TVDM + OE
-   2.46-2.61 -> 2.25-2.27 s. Work on one device (sampling, evaluation) is unchanged.
-   vdm_vae/train.py runs a batch that two devices do not divide on one.
+   two at a time; the convolutions still use every core. Which models split, with the
+   measurements, is vdm_vae/platforms.py's SPLIT_BELOW_CHANNELS; a batch that two devices do
+   not divide runs on one. Work on one device (sampling, evaluation) is unchanged.
 
 glibc and XLA read these once, when a process starts: `with_cpu_settings` adds them to the
 environment of a child process, `reexec_with_cpu_settings` restarts the running command with
