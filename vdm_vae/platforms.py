@@ -26,11 +26,12 @@ import jax
 # On CPU, U-Nets narrower than this split a batch over cpu_env's 2 devices. Train step, batch
 # 64, 2 AMD EPYC cores, median of 8 steps, one device -> two, in runs that alternated
 # `python -m vdm_vae.bench --no-calibrate --sizes S --encoders E` with and without
-# --xla_force_host_platform_device_count=2 in XLA_FLAGS (2-3 rounds; SVDM one):
-# MVDM 0.456-0.468 -> 0.445-0.450 s, MVDM + OE 1.42-1.65 -> 1.33-1.45 s, TVDM + OE 2.46-2.61 ->
-# 2.25-2.27 s (their many small operations leave a core idle; two half-batches fill it).
-# SVDM's 64-channel convolutions fill both cores already and two at once contend:
-# SVDM 8.76 -> 8.63 s, SVDM + OE 9.72 -> 10.29 s.
+# --xla_force_host_platform_device_count=2 in XLA_FLAGS (2-6 rounds; SVDM one):
+# MVDM 0.456-0.468 -> 0.445-0.450 s, TVDM 1.58-1.77 -> 1.36-1.72 s,
+# MVDM + OE 1.40-1.65 -> 1.33-1.49 s, TVDM + OE 2.46-2.61 -> 2.25-2.27 s (their many small
+# operations leave a core idle; two half-batches fill it). SVDM's 64-channel convolutions
+# fill both cores already and two at once contend: SVDM 8.76 -> 8.63 s, SVDM + OE 9.72 ->
+# 10.29 s.
 SPLIT_BELOW_CHANNELS = 64
 
 # Optimiser steps per call off CPU: a lax.scan over them saves host round trips. On XLA:CPU
