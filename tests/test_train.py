@@ -183,7 +183,7 @@ def test_sigkill_or_stop_at_step_resume_equals_uninterrupted_run(tmp_path):
 def test_two_devices_equal_one_device(tmp_path):
     common = ["--config=configs/tvdm_oe.py:smoke", "--config.model.sm_pdrop=0.0",
               "--config.training.batch_size_train=8", "--config.training.num_steps_train=3",
-              "--config.training.steps_per_eval=1000"]
+              "--config.training.steps_per_eval=3", "--config.training.batch_size_eval=8"]
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     r1 = run_main(common + [f"--workdir={one}"], devices=1)
     r2 = run_main(common + [f"--workdir={two}"], devices=2)
@@ -192,6 +192,9 @@ def test_two_devices_equal_one_device(tmp_path):
     loss2 = [r["train/objective"] for r in metric_rows(two) if "train/objective" in r]
     np.testing.assert_allclose(loss1, loss2, rtol=1e-5)
     assert_trees_close(final_params(one), final_params(two), rtol=1e-4, atol=1e-6)
+    eval1, eval2 = ([r["eval/bpd"] for r in metric_rows(w) if "eval/bpd" in r] for w in (one, two))
+    assert len(eval1) == 1  # the bound's noise is drawn per example, not per device
+    np.testing.assert_allclose(eval1, eval2, rtol=1e-5)
 
 
 def test_substeps_scan_equals_plain_steps(tmp_path):

@@ -171,7 +171,7 @@ def evaluate_during_training(params, dataset, model_config: ModelConfig, config,
         if i >= config.training.num_eval_batches or images.shape[0] < per_device * devices:
             break
         images = images.reshape((devices, per_device) + images.shape[1:])
-        rngs = jax.random.split(jax.random.fold_in(rng, i), devices)
+        rngs = replicate(jax.random.fold_in(rng, i), devices)  # one key: split-invariant noise
         rows.append(_unreplicate(eval_step(params, images, rngs)))
     return {f"eval/{k}": float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
