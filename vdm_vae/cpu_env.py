@@ -20,7 +20,7 @@
    core busy (GroupNorm, activations, the per-example attention's loop, small products) run
    two at a time; the convolutions still use every core. Which models split, with the
    measurements, is vdm_vae/platforms.py's SPLIT_BELOW_CHANNELS; a batch that two devices do
-   not divide runs on one. Work on one device (sampling, evaluation) is unchanged.
+   not divide runs on one. Work on one device (sampling, vdm_vae.evaluate) is unchanged.
 
 glibc and XLA read these once, when a process starts: `with_cpu_settings` adds them to the
 environment of a child process, `reexec_with_cpu_settings` restarts the running command with
