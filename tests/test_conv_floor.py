@@ -77,7 +77,6 @@ def test_the_step_without_convolutions_keeps_the_rest_of_the_step():
     assert kinds <= {e.primitive.name for e in _all_eqns(stood_in.jaxpr)}
 
 
-
 def test_the_step_without_convolutions_is_timed():
     rest = load_experiment("step_without_convs")
     row = rest.time_rest("mvdm", "none", repeats=2, batch=2, smoke=True)

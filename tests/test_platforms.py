@@ -190,7 +190,6 @@ def _optimizer_config():
         no_decay_modules=())
 
 
-
 @pytest.mark.parametrize("cores, flags, expected", [
     (2, "", [cpu_env.CONV_FLAG, cpu_env.DEVICES_FLAG]),
     (16, "--xla_force_host_platform_device_count=4", [

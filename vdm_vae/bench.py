@@ -172,8 +172,9 @@ def _train_inputs(model_config, config, substeps: int, devices: Optional[int] = 
     from vdm_vae.platforms import local_train_devices
     from vdm_vae.train_step import create_train_state, make_optimizer, make_train_step, replicate
 
-    devices = devices or local_train_devices((config.training.batch_size_train,),
-                                             model_config.sm_n_embd)
+    if devices is None:
+        devices = local_train_devices((config.training.batch_size_train,),
+                                      model_config.sm_n_embd)
     tx = make_optimizer(config.optimizer, config.training.num_steps_train)
     state = create_train_state(model_config, tx, jax.random.PRNGKey(0))
     t = config.training
