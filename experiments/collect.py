@@ -67,9 +67,9 @@ LOG_SCALE = ("kl_w_nats",)  # UE's KL is hundreds of times the others
 FIGURES = ("samples", "guided", "interpolation", "tsne", "w_usage", "kl_per_dim",
            "samples_learned_prior")
 PRIOR_KEYS = ("bpd_learned_prior", "kl_w_learned_prior_nats", "kl_w_learned_prior_stderr_nats")
-UNCOND_DIFF = "bpd_minus_uncond"  # paired difference to the unconditional run of the same VDM
+UNCOND_DIFF = targets.UNCOND_DIFF  # paired difference to the unconditional run of the same VDM
 # the same with the KL of w to the learned prior (vdm_vae.fit_prior) in place of N(0, I)'s
-LEARNED_DIFF = "bpd_learned_prior_minus_uncond"
+LEARNED_DIFF = targets.LEARNED_DIFF
 # the diffusion term's paired difference: what the decoder gains from w
 DIFFUSION_DIFF = "bpd_diff_minus_uncond"
 FID_DIFF = "fid_minus_uncond"  # its FID minus the unconditional run's, over blocks of samples

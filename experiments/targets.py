@@ -31,6 +31,7 @@ from vdm_vae.writers import read_metrics  # noqa: E402
 PROBE_TARGET = 0.97  # linear probe on mu(x), MNIST test
 BOUND_TARGET = 0.01  # bits/dim above the unconditional run's bound
 BUDGET_CPU_HOURS = 4.0  # about 2 hours of a 2-core machine per run
+# the keys of the paired differences that collect.py adds to each run's metrics
 UNCOND_DIFF = "bpd_minus_uncond"
 LEARNED_DIFF = "bpd_learned_prior_minus_uncond"
 
