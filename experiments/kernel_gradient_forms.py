@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -181,7 +182,12 @@ def main(argv=None):
         print(json.dumps(rows[-1]), flush=True)
     if args.out and not args.quick:
         info = platform_info()
-        machine = f"{info['cpu']}, {info['cores']} cores, jax {info['jax']}"
+        machine = (f"{info['cpu']}, {info['cores']} cores, {time.strftime('%Y-%m-%d')}, "
+                   f"jax {info['jax']}")
+        if any(r.get("torch_s") for r in rows):
+            import torch
+
+            machine += f", torch {torch.__version__} with {torch.get_num_threads()} threads"
         command = "python experiments/kernel_gradient_forms.py " + " ".join(
             a for a in (argv if argv is not None else sys.argv[1:]))
         with open(args.out, "w") as f:
