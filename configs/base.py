@@ -117,32 +117,6 @@ def make(vdm: str, encoder: str = "none", dataset: str = "mnist", arg: str = Non
     return finish(config, arg)
 
 
-def mnist_cpu(encoder: bool, arg: str = None) -> ml_collections.ConfigDict:
-    """The MNIST CPU protocol (experiments/mnist_cpu.sh): what learns most per CPU-hour.
-
-    Multi-resolution score U-Net (32 channels at 28 x 28, 64 at 14 x 14 and 7 x 7, 2 blocks
-    per level, Fourier features, no dropout) and, with `encoder`, a small encoder that
-    downsamples likewise to 7 x 7 (w_dim 32); batch 64, AdamW peak lr 2e-3 decayed linearly to
-    0 over 5,000 steps (the pilots of experiments/results/mnist_cpu_pilots.md: 2e-3 learns the
-    bound twice as fast per CPU-hour as the former 5e-4); the bound, beta = 1, unchanged. The
-    faithful full-resolution U-Nets (mvdm, tvdm, svdm) stay the default of the study's grid.
-    """
-    config = base_config()
-    config.name = "mnist_cpu" if encoder else "mnist_cpu_uncond"
-    config.model.update(sm_ch_mult=(1, 2, 2), sm_n_embd=32, sm_n_layer=2, sm_norm_groups=8,
-                        with_fourier_features=True, sm_pdrop=0.0)
-    if encoder:
-        config.model.encoder.update(kind="conv", block_out_channels=32, channel_mult=(1, 2, 2),
-                                    layers_per_block=1, norm_num_groups=8, out_channels=16,
-                                    w_dim=32)
-    config.training.update(num_steps_train=5_000, steps_per_logging=50, steps_per_eval=500,
-                           steps_per_save=250, checkpoints_keep_period=500,
-                           eval_num_samples=36, eval_sample_steps=100)
-    config.optimizer.update(learning_rate=2e-3, lr_warmup_steps=200, lr_decay=True)
-    config.eval.update(num_fid_samples=5_000, sample_steps=250)
-    return config
-
-
 def finish(config: ml_collections.ConfigDict, arg: str = None) -> ml_collections.ConfigDict:
     """Applies the config-string argument: None / "" (full run) or "smoke"."""
     if arg == "smoke":

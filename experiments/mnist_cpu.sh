@@ -77,7 +77,7 @@ fid_worker() {
 
 # main.py flags of each pilot: mnist_cpu_uncond with one choice changed.
 pilot_args() {
-  local flags="--config=configs/mnist_cpu_uncond.py${PILOT_SMOKE:+:smoke}"
+  local flags="--config=configs/mnist_cpu.py:uncond${PILOT_SMOKE:+,smoke}"
   case "$1" in
     pilot_mvdm) echo "$flags --config.optimizer.learning_rate=5e-4" \
       "--config.model.sm_ch_mult=(1,) --config.model.sm_n_layer=4" \

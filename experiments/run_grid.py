@@ -119,7 +119,7 @@ def train_and_eval(name: str, args, cores=None) -> bool:
         return True
     os.makedirs(workdir, exist_ok=True)
     log = os.path.join(workdir, "grid.log")
-    config = [f"--config=configs/{name}.py", f"--workdir={workdir}"]
+    config = [f"--config={config_for_run(name)}", f"--workdir={workdir}"]
     if args.steps:
         config.append(f"--config.training.num_steps_train={args.steps}")
     config += shlex.split(args.train_args)
@@ -143,12 +143,27 @@ def train_and_eval(name: str, args, cores=None) -> bool:
                log, prefix, cores) == 0
 
 
+def config_for_run(name: str) -> str:
+    """The --config of run `name`: configs/<name>.py, or configs/<file>.py:<rest> for the
+    longest <file> that `name` starts with (mnist_cpu_uncond_seed2 -> mnist_cpu.py:uncond_seed2).
+    """
+    parts = name.split("_")
+    for cut in range(len(parts), 0, -1):
+        path = os.path.join("configs", "_".join(parts[:cut]) + ".py")
+        if os.path.exists(os.path.join(ROOT, path)):
+            rest = "_".join(parts[cut:])
+            return path + (f":{rest}" if rest else "")
+    raise ValueError(f"run {name!r}: no config file configs/<prefix>.py for any prefix of it")
+
+
 def _config_steps(name: str) -> int:
-    """num_steps_train of configs/<name>.py."""
-    sys.path.insert(0, ROOT)
+    """num_steps_train of run `name`'s config."""
     import importlib
 
-    return importlib.import_module(f"configs.{name}").get_config().training.num_steps_train
+    sys.path.insert(0, ROOT)
+    path, _, arg = config_for_run(name).partition(":")
+    module = importlib.import_module(path[:-3].replace(os.sep, "."))
+    return module.get_config(arg or None).training.num_steps_train
 
 
 def run_all(names, args) -> list:
@@ -195,9 +210,11 @@ def main(argv=None):
         names = GRIDS[args.grid]
     else:
         parser.error(f"--grid={args.grid!r}: expected one of {sorted(GRIDS)}")
-    missing = [n for n in names if not os.path.exists(os.path.join(ROOT, "configs", f"{n}.py"))]
-    if missing:
-        parser.error(f"no config file configs/{missing[0]}.py")
+    for name in names:
+        try:
+            _config_steps(name)
+        except ValueError as error:
+            parser.error(str(error))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
     start = time.time()

@@ -15,8 +15,17 @@ import numpy as np
 import pytest
 from conftest import ROOT, TEST_XLA_FLAGS
 
-CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
-                 if not p.endswith(("base.py", "__init__.py")))
+CONFIG_FILES = sorted(os.path.basename(p)[:-3]
+                      for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+                      if not p.endswith(("base.py", "__init__.py")))
+sys.path.insert(0, ROOT)
+from configs import mnist_cpu  # noqa: E402 - the protocol's variants, one file
+
+sys.path.remove(ROOT)
+# Every config a run can name: each file, and each variant of the protocol's file, as
+# "file" or "file:variant".
+CONFIGS = [n for n in CONFIG_FILES if n != "mnist_cpu"] + [
+    "mnist_cpu" if v == mnist_cpu.MAIN else f"mnist_cpu:{v}" for v in mnist_cpu.VARIANTS]
 
 
 def run_main(args, devices=1, timeout=600, wait=True, tensorboard=False):
@@ -59,9 +68,12 @@ def assert_trees_close(a, b, **tol):
 
 
 def _load_config(name: str, arg=None) -> dict:
-    """configs/<name>.py's get_config(arg) as a dict, without its name."""
+    """configs/<file>.py's get_config(arg) as a dict, without its name, for `name` "file" or
+    "file:variant" (the variant and `arg` joined by a comma)."""
     import importlib.util
 
+    name, _, variant = name.partition(":")
+    arg = ",".join(a for a in (variant, arg) if a) or None
     spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, ROOT)
@@ -129,9 +141,11 @@ def test_the_covering_configs_take_every_option_value():
 
 @pytest.mark.parametrize("name", SMOKE_CONFIGS)
 def test_every_option_value_runs_two_smoke_steps(name, tmp_path):
-    workdir = str(tmp_path / name)
+    workdir = str(tmp_path / name.replace(":", "_"))
     tensorboard = name == SMOKE_CONFIGS[0]  # one run writes TensorBoard files, the rest not
-    result = run_main([f"--config=configs/{name}.py:smoke", f"--workdir={workdir}"],
+    file, _, variant = name.partition(":")
+    arg = f"{variant},smoke" if variant else "smoke"
+    result = run_main([f"--config=configs/{file}.py:{arg}", f"--workdir={workdir}"],
                       tensorboard=tensorboard)
     assert result.returncode == 0, result.stdout + result.stderr
     assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
