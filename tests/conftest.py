@@ -45,15 +45,20 @@ def tiny_config(kind: str = "none", image_shape=IMAGE_SHAPE, **overrides) -> Mod
     return dataclasses.replace(base, **overrides)
 
 
-def load_experiment(name: str):
-    """experiments/<name>.py as a module (the folder is not a package)."""
+def load_module(path: str):
+    """The Python file at `path` as a module (for folders that are not packages)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        name, os.path.join(ROOT, "experiments", f"{name}.py"))
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_experiment(name: str):
+    """experiments/<name>.py as a module (the folder is not a package)."""
+    return load_module(os.path.join(ROOT, "experiments", f"{name}.py"))
 
 
 def random_images(seed: int, batch: int, image_shape=IMAGE_SHAPE) -> np.ndarray:
