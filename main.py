@@ -14,7 +14,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vdm_vae import cli
+from vdm_vae.runtime import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (e.g. configs/svdm_oe.py).",
                                           lock_config=True)
@@ -42,20 +42,20 @@ def main(argv):
                                    process_id=_PROCESS_ID.value)
     logging.info("JAX devices: %s", jax.devices())
     if _MODE.value == "train":
-        from vdm_vae.train import Stopped, train_and_evaluate
+        from vdm_vae.training.loop import Stopped, train_and_evaluate
 
         try:
             cli.run_or_exit(lambda: train_and_evaluate(_CONFIG.value, _WORKDIR.value))
         except Stopped as stopped:
             sys.exit(stopped.exit_code)
     else:
-        from vdm_vae.evaluate import evaluate
+        from vdm_vae.evaluation.evaluate import evaluate
 
         cli.run_or_exit(lambda: evaluate(_CONFIG.value, _WORKDIR.value))
 
 
 if __name__ == "__main__":
-    from vdm_vae.cpu_env import reexec_with_cpu_settings
+    from vdm_vae.cpu.env import reexec_with_cpu_settings
 
     reexec_with_cpu_settings()  # huge pages for malloc, multi-threaded convs: see cpu_env.py
     app.run(main, flags_parser=cli.parse_flags)

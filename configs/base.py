@@ -7,6 +7,8 @@ batch, data and steps so it runs end to end in seconds on a CPU.
 
 import ml_collections
 
+from vdm_vae.model.config import ModelConfig, model_config_to_dict
+
 # name -> (sm_n_layer, sm_n_embd): the study's VDM sizes and google-research/vdm's CIFAR-10 net.
 VDM_SIZES = {"svdm": (16, 64), "tvdm": (8, 32), "mvdm": (4, 16), "vdm": (32, 128)}
 
@@ -26,26 +28,39 @@ def d(**kwargs) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(kwargs)
 
 
+# Where the study's MNIST models differ from ModelConfig's defaults (google-research/vdm's
+# CIFAR-10 model): a fixed linear schedule, no Fourier features, clipped samples, narrower nets.
+STUDY_MODEL = dict(gamma_type="fixed", with_fourier_features=False, clip_samples=True,
+                   sm_n_embd=64, sm_n_layer=16, sm_norm_groups=8)
+
+
+def _tuples(value):
+    """Lists (JSON's tuples) back to tuples, in nested dicts too."""
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return tuple(value) if isinstance(value, list) else value
+
+
+def model_fields() -> ml_collections.ConfigDict:
+    """config.model with ModelConfig's defaults, their one source (image_shape comes from the
+    data; w_min_gamma is a float placeholder so that a flag can set it)."""
+    fields = _tuples(model_config_to_dict(ModelConfig()))
+    del fields["image_shape"]
+    fields["w_min_gamma"] = ml_collections.config_dict.placeholder(float)
+    return ml_collections.ConfigDict(fields)
+
+
 def base_config() -> ml_collections.ConfigDict:
     """All fields, with the study's MNIST defaults (beta = 1, a true ELBO)."""
     config = ml_collections.ConfigDict()
     config.name = "base"
     config.data = d(source="mnist", name="", path="", synthetic_shape=(28, 28, 1),
                     synthetic_train=256, synthetic_test=64)
-    config.model = d(
-        vocab_size=256, sample_softmax=False, antithetic_time_sampling=True,
-        with_fourier_features=False, with_attention=False,
-        gamma_type="fixed", gamma_min=-13.3, gamma_max=5.0,
-        sm_n_timesteps=0, sm_n_embd=64, sm_n_layer=16, sm_pdrop=0.1, sm_norm_groups=8,
-        clip_samples=True, compute_dtype="float32", attention_impl="auto", sm_ch_mult=(1,),
-        w_min_gamma=ml_collections.config_dict.placeholder(float), w_prior_components=0,
-        encoder=d(kind="none", block_out_channels=64, layers_per_block=2, norm_num_groups=32,
-                  w_dim=128, channel_mult=(1,), out_channels=1),
-        loss=d(beta=1.0, free_bits=0.0, capacity=0.0, mmd_weight=0.0),
-    )
+    config.model = model_fields()
+    config.model.update(STUDY_MODEL)
     config.training = d(
         seed=1, batch_size_train=64, batch_size_eval=64, num_steps_train=100_000,
-        substeps=0,  # optimiser steps per call; 0: per platform (vdm_vae/platforms.py)
+        substeps=0,  # optimiser steps per call; 0: per platform (vdm_vae/cpu/platforms.py)
         beta_warmup_fraction=0.0,
         steps_per_logging=100, steps_per_eval=5_000, steps_per_save=1_000,
         checkpoints_to_keep=3, num_eval_batches=20,

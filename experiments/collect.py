@@ -9,8 +9,9 @@ evaluation), its learning curves against CPU hours and its sample grids along tr
 runs still in progress too.
 
 Every number comes from the metrics files (and a run's eval/w_prior.json, from
-`python -m vdm_vae.fit_prior`, for the bound under the learned prior, and its
-eval/fid_<prior>_T<steps>/fid.json, from `python -m vdm_vae.sample_fid`, for FID); the study's
+`python -m vdm_vae.evaluation.fit_prior`, for the bound under the learned prior, and its
+eval/fid_<prior>_T<steps>/fid.json, from `python -m vdm_vae.evaluation.sample_fid`, for FID);
+the study's
 numbers are quoted beside ours. A symlinked run folder is an alias and is skipped. Each run's
 evaluation figures are copied to results/<name>_figures/. Where runs have a linear probe on
 mu(x), results/<name>_targets.png sets it against the bound and against the CPU time spent
@@ -32,13 +33,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import curves  # noqa: E402  (experiments/curves.py)
 import matplotlib.pyplot as plt  # noqa: E402
+import plot_curves  # noqa: E402
 import targets  # noqa: E402  (experiments/targets.py)
 
-from vdm_vae import per_image  # noqa: E402
-from vdm_vae.bench import cpu_name  # noqa: E402
-from vdm_vae.cpu_env import available_cores  # noqa: E402
+from vdm_vae.cpu.env import available_cores, cpu_name  # noqa: E402
+from vdm_vae.evaluation import per_image  # noqa: E402
 from vdm_vae.metrics import intervals  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -68,7 +68,8 @@ FIGURES = ("samples", "guided", "interpolation", "tsne", "w_usage", "kl_per_dim"
            "samples_learned_prior")
 PRIOR_KEYS = ("bpd_learned_prior", "kl_w_learned_prior_nats", "kl_w_learned_prior_stderr_nats")
 UNCOND_DIFF = targets.UNCOND_DIFF  # paired difference to the unconditional run of the same VDM
-# the same with the KL of w to the learned prior (vdm_vae.fit_prior) in place of N(0, I)'s
+# the same with the KL of w to the learned prior (vdm_vae.evaluation.fit_prior) in place of
+# N(0, I)'s
 LEARNED_DIFF = targets.LEARNED_DIFF
 # the diffusion term's paired difference: what the decoder gains from w
 DIFFUSION_DIFF = "bpd_diff_minus_uncond"
@@ -110,7 +111,7 @@ def paired_to_uncond(root: str, runs: dict):
     Uses each run's eval/bound_per_image.npz (`--mode=eval`): the per-image bounds of runs
     evaluated with the same seed and draws on the same images are paired. Under the learned
     prior each image's bound is its bound with its KL of w to N(0, I) replaced by its KL bound
-    to the prior (eval/w_prior_per_image.npz, `vdm_vae.fit_prior` on the whole test set).
+    to the prior (eval/w_prior_per_image.npz, `vdm_vae.evaluation.fit_prior` on the whole test set).
     """
     bounds, learned = {}, {}
     for name in runs:
@@ -137,7 +138,7 @@ def paired_to_uncond(root: str, runs: dict):
 def fid_to_uncond(runs: dict):
     """Adds FID_DIFF (w from N(0, I)) and FID_LEARNED_DIFF (w from the learned prior) where a run
     and its unconditional run have FIDs of blocks of samples of one size at one T
-    (`vdm_vae.sample_fid`): the difference of the blocks' mean FIDs with Welch's interval
+    (`vdm_vae.evaluation.sample_fid`): the difference of the blocks' mean FIDs with Welch's interval
     (independent samples), at that block size."""
     for name, m in runs.items():
         base = runs.get(unconditional_baseline(name, runs) or "", {})
@@ -153,7 +154,8 @@ def fid_to_uncond(runs: dict):
 
 
 def sample_fids(eval_dir: str) -> dict:
-    """FIDs that `vdm_vae.sample_fid` wrote in eval_dir: for each prior, the one with the most
+    """FIDs that `vdm_vae.evaluation.sample_fid` wrote in eval_dir: for each prior, the one with
+    the most
     samples (then the most steps), as {fid[_learned_prior], <its key>_samples, <its key>_steps}."""
     best = {}
     for path in glob.glob(os.path.join(eval_dir, "fid_*_T*", "fid.json")):
@@ -179,7 +181,7 @@ def load_runs(root: str, patterns=("*",)) -> dict:
     evaluation's own), and the paired difference to the unconditional run (`paired_to_uncond`).
     The FID differences (`fid_to_uncond`) come once the runs of earlier collects are merged."""
     runs = {}
-    for workdir in curves.workdirs(root, os.path.join("eval", "metrics.json"), patterns):
+    for workdir in plot_curves.workdirs(root, os.path.join("eval", "metrics.json"), patterns):
         path = os.path.join(workdir, "eval", "metrics.json")
         with open(path) as f:
             metrics = json.load(f)
@@ -203,7 +205,7 @@ def load_runs(root: str, patterns=("*",)) -> dict:
 
 def copy_figures(root: str, runs, out_dir: str):
     """Copies each run's eval figures to out_dir/<run>_<figure>.png, and the first samples of
-    each FID set (`vdm_vae.sample_fid`) to out_dir/<run>_fid_<prior>_T<steps>.png."""
+    each FID set (`vdm_vae.evaluation.sample_fid`) to out_dir/<run>_fid_<prior>_T<steps>.png."""
     for name in runs:
         eval_dir = os.path.join(root, name, "eval")
         paths = {f"{name}_{figure}.png": os.path.join(eval_dir, f"{figure}.png")
@@ -392,7 +394,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     patterns = args.runs.split(",")
     if args.status:
-        print(curves.progress_table(curves.progress(args.root, patterns)))
+        print(plot_curves.progress_table(plot_curves.progress(args.root, patterns)))
         return
     if not args.name or not args.command:
         parser.error("--name and --command are required (or --status)")
@@ -402,23 +404,23 @@ def main(argv=None):
     if args.merge:
         runs = dict(sorted({**previous_runs(args.name), **runs}.items()))
     fid_to_uncond(runs)
-    in_progress = curves.progress(args.root, patterns) if args.curves else {}
+    in_progress = plot_curves.progress(args.root, patterns) if args.curves else {}
     if not runs and not in_progress:
         parser.error(f"no */eval/metrics.json under {args.root}")
     os.makedirs(RESULTS, exist_ok=True)
     progress_text = []
     if in_progress:
         names = list(in_progress)
-        curves.plot_curves(args.root, names, os.path.join(RESULTS, f"{args.name}_curves.png"))
-        strips = curves.plot_sample_strips(args.root, names,
+        plot_curves.plot_curves(args.root, names, os.path.join(RESULTS, f"{args.name}_curves.png"))
+        strips = plot_curves.plot_sample_strips(args.root, names,
                                            os.path.join(RESULTS, f"{args.name}_samples.png"))
         progress_text = ["## Progress", "", "Each run at the step it reached, with its CPU time "
                          "(all cores, evaluations included) and its last periodic evaluation "
                          "(EMA parameters, fixed test images and draws):", "",
-                         curves.progress_table(in_progress), "",
+                         plot_curves.progress_table(in_progress), "",
                          f"![learning curves]({args.name}_curves.png)", ""]
         pairs = [(n, unconditional_baseline(n, names)) for n in names]
-        if curves.plot_gaps(args.root, [(n, b) for n, b in pairs if b],
+        if plot_curves.plot_gaps(args.root, [(n, b) for n, b in pairs if b],
                             os.path.join(RESULTS, f"{args.name}_gaps.png")):
             progress_text += [f"![paired gaps to the unconditional run]({args.name}_gaps.png)",
                               ""]
@@ -452,10 +454,11 @@ def main(argv=None):
                 "of w); "
                 "bpd_learned_prior - bpd(uncond): the same with each image's KL "
                 "of w to N(0, I) replaced by its KL bound to the learned prior "
-                "(`vdm_vae.fit_prior`, 16 draws of its own per image). Probe accuracies: 95% "
+                "(`vdm_vae.evaluation.fit_prior`, 16 draws of its own per image). "
+                "Probe accuracies: 95% "
                 "Wilson intervals over the test images; mu(x) - pixels: the paired difference of "
                 "the linear probes' accuracies, image by image. fid (n samples at T steps; "
-                "`vdm_vae.sample_fid`); fid - fid(uncond): the "
+                "`vdm_vae.evaluation.sample_fid`); fid - fid(uncond): the "
                 "difference of the mean FIDs of disjoint blocks of each run's samples (block size "
                 "n, so both FIDs are those of n samples, above the FID of all), with Welch's 95% "
                 "interval; fid_learned_prior - fid(uncond): the same with w from the learned "

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from probe_checkpoint import load  # noqa: E402
 
-from vdm_vae import cpu_env  # noqa: E402
+from vdm_vae.cpu import env as cpu_env  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def component_log_probs(params: dict, mean: np.ndarray, config) -> np.ndarray:
     """log(1/K) + log N(mu; m_k, s_k^2) of posterior means [N, D] under the run's mixture:
     [N, K]."""
-    from vdm_vae.mixture_prior import MixturePrior
+    from vdm_vae.model.mixture_prior import MixturePrior
 
     prior = MixturePrior(config.w_prior_components, config.w_dim)
     return np.asarray(prior.apply({"params": params["params"]["w_prior"]}, mean,
@@ -71,7 +71,7 @@ def clusters(params: dict, config, images: np.ndarray, labels: np.ndarray,
     labels [N]: accuracy, NMI and, per component, its share, majority class and mean scale."""
     from sklearn.metrics import normalized_mutual_info_score
 
-    from vdm_vae.evaluate import posterior
+    from vdm_vae.evaluation.evaluate import posterior
     from vdm_vae.metrics import clusters as clusters_lib
     from vdm_vae.metrics import intervals
 
@@ -136,8 +136,8 @@ def table(result: dict) -> str:
 def main(argv=None):
     args = parse_args(argv)
     cpu_env.reexec_with_cpu_settings()
-    from vdm_vae import atomic
-    from vdm_vae.images import image_grid, save_png
+    from vdm_vae.runtime import atomic
+    from vdm_vae.runtime.images import image_grid, save_png
 
     params, config, step, dataset = load_mixture(args.workdir, args.step)
     result = {"workdir": os.path.abspath(args.workdir), "step": int(step)}

@@ -4,7 +4,7 @@
 # only), configs/mnist_cpu_ungated.py (the capacity target alone), configs/mnist_cpu_b1.py
 # (plain ELBO) and configs/mnist_cpu_b1e4.py (the study's KL weight), each 5,000 steps at
 # batch 64, then `main.py --mode=eval` on the full test set (probes fitted on all 60,000
-# training images) and, with `fid`, FID of 5,000 samples at T = 100 (vdm_vae.sample_fid).
+# training images) and, with `fid`, FID of 5,000 samples at T = 100 (vdm_vae.evaluation.sample_fid).
 #
 #   experiments/mnist_cpu.sh start     # starts or resumes every run in the background
 #   experiments/mnist_cpu.sh status    # step, CPU time and last eval of each run
@@ -57,7 +57,7 @@ restore() { python experiments/run_records.py restore --root="$ROOT" --records="
 running() { [[ -f "$PID" ]] && kill -0 "$(cat "$PID")" 2>/dev/null; }
 
 # FID of each finished run in $CONFIGS: w from N(0, I) and, where fit_prior saved one, from
-# the learned prior. Every worker walks the same list; vdm_vae.sample_fid shares each set's
+# the learned prior. Every worker walks the same list; vdm_vae.evaluation.sample_fid shares each set's
 # chunks between them and resumes from the chunks on disk.
 fid_worker() {
   export OMP_NUM_THREADS=1  # one core per worker, torch included
@@ -69,7 +69,7 @@ fid_worker() {
     [[ -d "$ROOT/$run/checkpoints" ]] || { echo "[$run] restored from its record, no FID"; continue; }
     for prior in standard learned; do
       [[ $prior == learned && ! -d "$ROOT/$run/w_prior" ]] && continue
-      python -m vdm_vae.sample_fid --workdir="$ROOT/$run" --prior=$prior \
+      python -m vdm_vae.evaluation.sample_fid --workdir="$ROOT/$run" --prior=$prior \
         --num_samples="$FID_SAMPLES" --steps="$FID_STEPS"
     done
   done

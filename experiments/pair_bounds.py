@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from vdm_vae import per_image
+from vdm_vae.evaluation import per_image
 from vdm_vae.metrics import intervals
 
 

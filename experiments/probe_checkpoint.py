@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vdm_vae import cpu_env  # noqa: E402
+from vdm_vae.cpu import env as cpu_env  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def load(workdir: str, step=None):
     """({"params": EMA params}, ModelConfig, step, the run's labelled data set)."""
     from vdm_vae import data as data_lib
-    from vdm_vae.checkpoints import load_run_config, load_with_step
+    from vdm_vae.training.checkpoints import load_run_config, load_with_step
 
     params, model_config, step = load_with_step(workdir, step)
     if not model_config.conditional:
@@ -60,7 +60,7 @@ def load(workdir: str, step=None):
 
 
 def probe(workdir: str, step=None, batch: int = 500) -> dict:
-    from vdm_vae.evaluate import pixel_features, posterior, probe_metrics
+    from vdm_vae.evaluation.evaluate import pixel_features, posterior, probe_metrics
 
     params, model_config, step, dataset = load(workdir, step)
     train_mean, _ = posterior(params, dataset.train_images, model_config, batch, "encode train")
@@ -93,7 +93,7 @@ def encoder_features(params, images: np.ndarray, config, batch: int):
     """(mu [N, w_dim], the encoder's conv_out features flattened [N, F]) of uint8 images."""
     import jax
 
-    from vdm_vae.model import VDMVAE
+    from vdm_vae.model.vae import VDMVAE
     from vdm_vae.sampling import check_images
 
     @jax.jit
@@ -117,7 +117,7 @@ def readability(workdir: str, step=None, batch: int = 500) -> dict:
     from vdm_vae.metrics import intervals, probes
 
     params, model_config, step, dataset = load(workdir, step)
-    if model_config.encoder.kind != "conv":
+    if not model_config.encoder.single_code:
         raise SystemExit(f"error: encoder.kind={model_config.encoder.kind!r} in {workdir}: "
                          "expected 'conv' (an encoder of x alone).")
     train_mu, train_h = encoder_features(params, dataset.train_images, model_config, batch)

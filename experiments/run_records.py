@@ -20,10 +20,10 @@ import shutil
 import sys
 from typing import List, Sequence
 
-from vdm_vae import atomic
+from vdm_vae.runtime import atomic
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import curves  # noqa: E402  (experiments/curves.py)
+import plot_curves  # noqa: E402
 
 # The files of a run folder that its record keeps, as shell patterns relative to the folder.
 KEPT = ("config.json", "hparams.json", "finished.json", "metrics.jsonl",
@@ -51,7 +51,7 @@ def _copy(source: str, target: str):
 
 def _names(folder: str, patterns: Sequence[str]) -> List[str]:
     """The evaluated runs under folder whose names match one of the shell patterns."""
-    return [os.path.basename(w) for w in curves.workdirs(folder, EVALUATED, patterns)]
+    return [os.path.basename(w) for w in plot_curves.workdirs(folder, EVALUATED, patterns)]
 
 
 def save(root: str, records: str, patterns: Sequence[str] = ("*",)) -> List[str]:

@@ -26,7 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vdm_vae.writers import read_metrics  # noqa: E402
+from vdm_vae.training.writers import read_metrics  # noqa: E402
 
 PROBE_TARGET = 0.97  # linear probe on mu(x), MNIST test
 BOUND_TARGET = 0.01  # bits/dim above the unconditional run's bound

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from vdm_vae.model import init_params
-from vdm_vae.model_config import EncoderConfig, LossConfig, ModelConfig
+from vdm_vae.model.config import EncoderConfig, LossConfig, ModelConfig
+from vdm_vae.model.vae import init_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

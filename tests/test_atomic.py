@@ -1,4 +1,4 @@
-"""vdm_vae.atomic: a file is written whole or not at all."""
+"""vdm_vae.runtime.atomic: a file is written whole or not at all."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from vdm_vae import atomic
+from vdm_vae.runtime import atomic
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

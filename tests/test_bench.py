@@ -1,10 +1,10 @@
-"""vdm_vae.bench: the FLOPs behind the MFU column, in process and from a CPU child."""
+"""benchmarks.bench: the FLOPs behind the MFU column, in process and from a CPU child."""
 
 import argparse
 
 from conftest import tiny_config
 
-from vdm_vae import bench
+from benchmarks import bench
 
 
 def test_flops_are_those_of_the_step_with_batched_attention_whatever_the_row_runs():

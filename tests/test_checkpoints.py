@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from vdm_vae.checkpoints import UNREADABLE_DIR, Checkpointer, open_saved
+from vdm_vae.training.checkpoints import UNREADABLE_DIR, Checkpointer, open_saved
 
 
 def _state(value: float) -> dict:
@@ -99,7 +99,8 @@ def test_truncated_array_fallback_prints_one_line(tmp_path):
     directory = _save_steps(workdir)
     _truncate_array_file(os.path.join(directory, "2"))
     code = ("import sys, numpy as np; sys.path.insert(0, 'tests'); "
-            "from test_checkpoints import _state; from vdm_vae.checkpoints import Checkpointer; "
+            "from test_checkpoints import _state; "
+            "from vdm_vae.training.checkpoints import Checkpointer; "
             f"c = Checkpointer({workdir!r}); c.restore(_state(0)); c.close(); "
             "print('restored', c.restored_step)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,7 +5,7 @@ import logging
 import pytest
 from absl import logging as absl_logging
 
-from vdm_vae import console
+from vdm_vae.runtime import console
 
 
 @pytest.fixture()

@@ -2,7 +2,7 @@
 
 import json
 
-from vdm_vae.train import cpu_seconds_before
+from vdm_vae.training.loop import cpu_seconds_before
 
 
 def test_cpu_seconds_resume_from_the_checkpoint_step(tmp_path):

@@ -104,7 +104,7 @@ def test_fit_prior_without_a_run_fails_in_one_line(tmp_path, make_workdir):
     if make_workdir == "empty":
         workdir.mkdir()
     env = dict(os.environ, PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-m", "vdm_vae.fit_prior",
+    result = subprocess.run([sys.executable, "-m", "vdm_vae.evaluation.fit_prior",
                              "--config=configs/mvdm_oe.py:smoke", f"--workdir={workdir}"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 2
@@ -115,7 +115,7 @@ def test_fit_prior_without_a_run_fails_in_one_line(tmp_path, make_workdir):
 def test_fit_prior_command_reports_the_bound_under_it(trained):
     workdir, args = trained
     env = dict(os.environ, PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-m", "vdm_vae.fit_prior", args[0],
+    result = subprocess.run([sys.executable, "-m", "vdm_vae.evaluation.fit_prior", args[0],
                              f"--workdir={workdir}", "--steps=20", "--batch=16", "--hidden=16"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -126,7 +126,7 @@ def test_fit_prior_command_reports_the_bound_under_it(trained):
     assert report["kl_num_test_images"] == 16 and report["kl_draws"] == 16
     assert report["kl_w_learned_prior_nats"] >= -3 * report["kl_w_learned_prior_stderr_nats"]
     assert "fitting the prior" in result.stderr
-    assert vdm_vae.load_prior(workdir)[1].w_dim == 8
+    assert vdm_vae.load_fitted_prior(workdir)[1].w_dim == 8
     assert os.path.exists(os.path.join(workdir, "eval", "samples_learned_prior.png"))
     with np.load(os.path.join(workdir, "eval", "w_prior_per_image.npz")) as f:
         kl = f["bpd_kl_w_learned_prior"]
@@ -139,7 +139,8 @@ def test_compare_command_pairs_an_encoder_run_with_an_unconditional_one(trained,
     oe, uncond = trained[0], trained_uncond[0]
     out = os.path.join(os.path.dirname(oe), "compare.json")
     env = dict(os.environ, PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-m", "vdm_vae.compare", f"--workdirs={oe},{oe}",
+    result = subprocess.run([sys.executable, "-m", "vdm_vae.evaluation.compare",
+                             f"--workdirs={oe},{oe}",
                              f"--baseline={uncond}", f"--out={out}", "--draws=2"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -162,7 +163,8 @@ def test_compare_command_pairs_an_encoder_run_with_an_unconditional_one(trained,
 
 def _compare(*args):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "vdm_vae.compare", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "vdm_vae.evaluation.compare", *args], cwd=ROOT,
+                          env=env,
                           capture_output=True, text=True, timeout=600)
 
 

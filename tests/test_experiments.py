@@ -140,7 +140,7 @@ def _rows(path, rows):
 
 
 def test_progress_reports_step_cpu_time_and_last_eval(tmp_path):
-    curves = _load("curves")
+    plot_curves = _load("plot_curves")
     _rows(tmp_path / "r", [
         {"step": 50, "train/cpu_seconds": 360.0},
         {"step": 50, "eval/bpd": 2.0, "eval/cpu_seconds": 400.0},
@@ -148,32 +148,32 @@ def test_progress_reports_step_cpu_time_and_last_eval(tmp_path):
         {"step": 100, "eval/bpd": 1.5, "eval/kl_w_nats": 3.0, "eval/cpu_seconds": 800.0},
         {"step": 120, "train/cpu_seconds": 900.0}])
     os.symlink(tmp_path / "r", tmp_path / "alias_of_r")
-    assert list(curves.progress(str(tmp_path))) == ["r"]
-    run = curves.progress(str(tmp_path))["r"]
+    assert list(plot_curves.progress(str(tmp_path))) == ["r"]
+    run = plot_curves.progress(str(tmp_path))["r"]
     assert run["step"] == 120 and run["eval_step"] == 100
     assert run["cpu_hours"] == pytest.approx(0.25)
     assert run["bpd"] == 1.5 and run["kl_w_nats"] == 3.0
-    assert curves.series(curves.read_metrics(str(tmp_path / "r")), "eval/bpd") == (
+    assert plot_curves.series(plot_curves.read_metrics(str(tmp_path / "r")), "eval/bpd") == (
         [400.0 / 3600, 800.0 / 3600], [2.0, 1.5])
-    curves.plot_curves(str(tmp_path), ["r"], str(tmp_path / "c.png"))
+    plot_curves.plot_curves(str(tmp_path), ["r"], str(tmp_path / "c.png"))
     assert os.path.getsize(tmp_path / "c.png") > 0
-    assert "| r | 120 | 0.2500 | 100 | 1.5000 |" in curves.progress_table({"r": run})
+    assert "| r | 120 | 0.2500 | 100 | 1.5000 |" in plot_curves.progress_table({"r": run})
 
 
 def test_paired_gaps_to_the_unconditional_run_along_training(tmp_path):
-    curves = _load("curves")
+    plot_curves = _load("plot_curves")
     _rows(tmp_path / "u", [{"step": s, "eval/bpd": b, "eval/bpd_diff": d}
                            for s, b, d in ((50, 2.0, 1.9), (100, 1.5, 1.4), (150, 1.25, 1.2))])
     _rows(tmp_path / "e", [{"step": s, "eval/bpd": b, "eval/bpd_diff": d}
                            for s, b, d in ((50, 2.25, 1.875), (100, 1.5625, 1.375))])
-    g = curves.gaps(str(tmp_path), "e", "u")
+    g = plot_curves.gaps(str(tmp_path), "e", "u")
     assert g["eval/bpd"][0] == [50, 100]
     np.testing.assert_allclose(g["eval/bpd"][1], [0.25, 0.0625])
     np.testing.assert_allclose(g["eval/bpd_diff"][1], [-0.025, -0.025], atol=1e-12)
-    assert curves.plot_gaps(str(tmp_path), [("e", "u")], str(tmp_path / "g.png"))
+    assert plot_curves.plot_gaps(str(tmp_path), [("e", "u")], str(tmp_path / "g.png"))
     assert os.path.getsize(tmp_path / "g.png") > 0
     _rows(tmp_path / "late", [{"step": 200, "eval/bpd": 1.0, "eval/bpd_diff": 0.9}])
-    assert not curves.plot_gaps(str(tmp_path), [("late", "u")], str(tmp_path / "h.png"))
+    assert not plot_curves.plot_gaps(str(tmp_path), [("late", "u")], str(tmp_path / "h.png"))
     assert not os.path.exists(tmp_path / "h.png")
 
 

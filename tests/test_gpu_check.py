@@ -1,4 +1,4 @@
-"""experiments/gpu_check.sh: the --quick run on this CPU, and the parts it is made of."""
+"""benchmarks/gpu_check.sh: the --quick run on this CPU, and the parts it is made of."""
 
 import json
 import os

@@ -22,8 +22,8 @@ def test_clu_ml_collections_and_the_entry_points_import_without_tensorflow(tmp_p
     code = BLOCK_TENSORFLOW + textwrap.dedent(f"""
         import clu, clu.metrics, ml_collections
         from ml_collections import config_flags
-        import main, vdm_vae.train, vdm_vae.evaluate
-        from vdm_vae.writers import JsonlWriter, create_writer
+        import main, vdm_vae.training.loop, vdm_vae.evaluation.evaluate
+        from vdm_vae.training.writers import JsonlWriter, create_writer
         writer = create_writer({str(tmp_path)!r})
         assert [type(w) for w in writer.writers] == [JsonlWriter], writer.writers
         writer.write_scalars(1, {{"train/bpd": 2.5}})
@@ -45,7 +45,8 @@ def test_every_module_and_main_import_together():
         names = [m.name for m in pkgutil.walk_packages(vdm_vae.__path__, "vdm_vae.")]
         for name in names:
             importlib.import_module(name)
-        assert {"vdm_vae.compare", "vdm_vae.fit_prior", "vdm_vae.sample_fid"} <= set(names)
+        assert {"vdm_vae.evaluation.compare", "vdm_vae.evaluation.fit_prior",
+                "vdm_vae.evaluation.sample_fid"} <= set(names)
     """)
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, env=dict(os.environ, PYTHONPATH=ROOT))
@@ -53,20 +54,20 @@ def test_every_module_and_main_import_together():
 
 
 def test_commands_restart_with_their_cpu_settings_before_importing_jax():
-    """main.py's imports before its restart (vdm_vae.cpu_env) load neither jax nor the model;
+    """main.py's imports before its restart (vdm_vae.cpu.env) load neither jax nor the model;
     the package's public names still load theirs on first use."""
     code = textwrap.dedent("""
         import sys
-        import main, vdm_vae.cpu_env
+        import main, vdm_vae.cpu.env
         heavy = [m for m in sys.modules if m.split(".")[0] in ("jax", "flax", "orbax", "optax")
-                 or m in ("vdm_vae.model", "vdm_vae.train")]
+                 or m in ("vdm_vae.model.vae", "vdm_vae.training.loop")]
         assert not heavy, heavy
         import vdm_vae
         from vdm_vae import ModelConfig, sample
-        from vdm_vae.model import init_params
+        from vdm_vae.model.vae import init_params
         from vdm_vae.sampling import sample as sampling_sample
         assert sample is sampling_sample and vdm_vae.init is init_params
-        assert ModelConfig.__module__ == "vdm_vae.model_config"
+        assert ModelConfig.__module__ == "vdm_vae.model.config"
         assert set(vdm_vae.__all__) <= set(dir(vdm_vae))
         try:
             vdm_vae.no_such_name
@@ -84,7 +85,7 @@ def test_training_starts_without_the_evaluation_libraries():
     """scikit-learn, SciPy and matplotlib (seconds to import) wait for the first evaluation."""
     code = textwrap.dedent("""
         import sys
-        import vdm_vae.train
+        import vdm_vae.training.loop
         loaded = [m for m in ("sklearn", "scipy", "matplotlib") if m in sys.modules]
         assert not loaded, loaded
     """)

@@ -1,4 +1,4 @@
-"""experiments/interleaved.py: the turn-taking protocol and its interval."""
+"""benchmarks/interleaved.py: the turn-taking protocol and its interval."""
 
 import json
 import math

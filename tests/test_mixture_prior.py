@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import W_DIM, perturb, random_images, tiny_config
 
-from vdm_vae import losses
-from vdm_vae.mixture_prior import MixturePrior
-from vdm_vae.model import VDMVAE, init_params
-from vdm_vae.model_config import LossConfig
+from vdm_vae.model import objective
+from vdm_vae.model.config import LossConfig
+from vdm_vae.model.mixture_prior import MixturePrior
+from vdm_vae.model.vae import VDMVAE, init_params
 from vdm_vae.sampling import draw_prior_w, sample
 
 KEY = jax.random.PRNGKey(0)
@@ -98,7 +98,7 @@ def test_the_bound_and_the_objective_use_the_mixture_kl():
     shape = config.image_shape
     for capacity in (0.0, 3.0):
         loss = LossConfig(capacity=capacity)
-        got = losses.training_objective(out, loss, shape, jnp.asarray(1.0))
+        got = objective.training_objective(out, loss, shape, jnp.asarray(1.0))
         kl = np.abs(out.kl_w - capacity) if capacity else out.kl_w
         want = np.mean(out.loss_recon + out.loss_klz + out.loss_diff + kl) / (
             np.prod(shape) * np.log(2.0))

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from conftest import IMAGE_SHAPE, W_DIM, perturb, random_images, tiny_config
 
-from vdm_vae import diffusion, param_counts
-from vdm_vae.model import VDMVAE, init_params
-from vdm_vae.model_config import EncoderConfig, LossConfig, ModelConfig, model_config_from_dict
+from benchmarks import param_counts
+from vdm_vae.model import diffusion, objective
+from vdm_vae.model.config import EncoderConfig, LossConfig, ModelConfig, model_config_from_dict
+from vdm_vae.model.schedules import make_schedule
+from vdm_vae.model.vae import VDMVAE, init_params
 from vdm_vae.sampling import encode, sample
-from vdm_vae.schedules import make_schedule
 
 KEY = jax.random.PRNGKey(42)
 
@@ -60,7 +61,7 @@ def test_kl_of_w_equals_closed_form_and_monte_carlo(cond):
 
 def _objective(out, loss: LossConfig):
     """Batch-mean training objective in nats: VDM terms, beta times the KL objective, MMD."""
-    kl = diffusion.kl_objective(out.kl_w_per_dim, loss.free_bits, loss.capacity)
+    kl = objective.kl_objective(out.kl_w_per_dim, loss.free_bits, loss.capacity)
     vdm = out.loss_recon + out.loss_klz + out.loss_diff
     return float(jnp.mean(vdm + loss.beta * kl) + loss.mmd_weight * out.mmd_w)
 
@@ -89,12 +90,12 @@ def test_free_bits_and_beta_change_objective_but_not_bound(cond):
 
 def test_free_bits_floor_each_dimension_and_stop_its_gradient():
     kl = jnp.array([[0.1, 3.0, 0.2], [0.3, 1.0, 0.0]])  # dim means 0.2, 2.0, 0.1
-    floored = diffusion.kl_objective(kl, free_bits=0.5, capacity=0.0)
+    floored = objective.kl_objective(kl, free_bits=0.5, capacity=0.0)
     np.testing.assert_allclose(floored, [0.5 + 3.0 + 0.5, 0.5 + 1.0 + 0.5])
-    grad = jax.grad(lambda k: jnp.sum(diffusion.kl_objective(k, 0.5, 0.0)))(kl)
+    grad = jax.grad(lambda k: jnp.sum(objective.kl_objective(k, 0.5, 0.0)))(kl)
     np.testing.assert_array_equal(grad, [[0, 1, 0], [0, 1, 0]])
-    np.testing.assert_allclose(diffusion.kl_objective(kl, 0.0, 0.0), kl.sum(-1))
-    np.testing.assert_allclose(diffusion.kl_objective(kl, 0.0, 2.0), np.abs(kl.sum(-1) - 2.0))
+    np.testing.assert_allclose(objective.kl_objective(kl, 0.0, 0.0), kl.sum(-1))
+    np.testing.assert_allclose(objective.kl_objective(kl, 0.0, 2.0), np.abs(kl.sum(-1) - 2.0))
 
 
 # ------------------------------------------------------------------------------ decoder

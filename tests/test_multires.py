@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vdm_vae.model import VDMVAE, init_params
-from vdm_vae.model_config import EncoderConfig, ModelConfig
-from vdm_vae.unet import ScoreUNet
-from vdm_vae.unet_multires import MultiResScoreUNet
+from vdm_vae.model.config import EncoderConfig, ModelConfig
+from vdm_vae.model.unet import ScoreUNet
+from vdm_vae.model.unet_multires import MultiResScoreUNet
+from vdm_vae.model.vae import VDMVAE, init_params
 
 MULTIRES = dict(image_shape=(28, 28, 1), sm_n_embd=8, sm_n_layer=1, sm_ch_mult=(1, 2, 2),
                 sm_norm_groups=4, with_fourier_features=True, gamma_type="fixed")
@@ -94,7 +94,7 @@ def test_bad_encoder_levels_name_the_field(field, value):
 
 @pytest.mark.parametrize("size", [(14, 14), (7, 7)])
 def test_upsample_is_nearest_resize_by_two_cropped_then_conv(size):
-    from vdm_vae.unet_multires import Upsample
+    from vdm_vae.model.unet_multires import Upsample
 
     h, w = (size[0] + 1) // 2, (size[1] + 1) // 2
     x = jax.random.normal(jax.random.PRNGKey(0), (2, h, w, 3))

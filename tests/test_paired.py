@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import perturb, random_images, tiny_config
 
-from vdm_vae import paired
+from vdm_vae.evaluation import paired
 from vdm_vae.metrics import intervals
-from vdm_vae.model import init_params
+from vdm_vae.model.vae import init_params
 
 N = 32
 

@@ -1,4 +1,5 @@
-"""Each automatic choice of vdm_vae/platforms.py, on CPU and (patched) elsewhere, and bfloat16."""
+"""Each automatic choice of vdm_vae/cpu/platforms.py, on CPU and (patched) elsewhere, and
+bfloat16."""
 
 import types
 
@@ -8,11 +9,12 @@ import numpy as np
 import pytest
 from conftest import perturb, random_images, tiny_config
 
-from vdm_vae import cpu_env, dropout, layers, platforms
-from vdm_vae.attention import resolve_impl
-from vdm_vae.group_norm import GroupNorm
-from vdm_vae.model import init_params
-from vdm_vae.train_step import (
+from vdm_vae.cpu import dropout, layers, platforms
+from vdm_vae.cpu import env as cpu_env
+from vdm_vae.cpu.attention import resolve_impl
+from vdm_vae.cpu.group_norm import GroupNorm
+from vdm_vae.model.vae import init_params
+from vdm_vae.training.step import (
     create_train_state,
     make_eval_step,
     make_optimizer,

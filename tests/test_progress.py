@@ -1,7 +1,7 @@
 """The ETA comes from the steady step rate: compilation, evaluation and saving excluded."""
 
-from vdm_vae import progress
-from vdm_vae.writers import format_progress
+from vdm_vae.runtime import progress
+from vdm_vae.training.writers import format_progress
 
 
 class _Clock:

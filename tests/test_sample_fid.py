@@ -1,4 +1,4 @@
-"""Resumable, shareable sampling for FID (`python -m vdm_vae.sample_fid`)."""
+"""Resumable, shareable sampling for FID (`python -m vdm_vae.evaluation.sample_fid`)."""
 
 import json
 import os
@@ -12,8 +12,9 @@ import pytest
 from conftest import perturb, tiny_config
 from test_train import ROOT, run_main
 
-from vdm_vae import locks, sample_fid
-from vdm_vae.model import init_params
+from vdm_vae.evaluation import sample_fid
+from vdm_vae.model.vae import init_params
+from vdm_vae.runtime import locks
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def model():
 
 _HOLDER = """
 import sys
-from vdm_vae import locks
+from vdm_vae.runtime import locks
 print(locks.claim(sys.argv[1]), flush=True)
 sys.stdin.read()  # holds the lock until its stdin closes
 """
@@ -108,7 +109,7 @@ def test_a_chunk_held_by_another_process_is_left_to_it(tmp_path, model):
 
 
 def test_progress_counts_chunks_written_not_those_another_worker_holds(tmp_path, capsys):
-    from vdm_vae.progress import Progress
+    from vdm_vae.runtime.progress import Progress
 
     assert locks.claim(str(tmp_path / "f0.lock"))  # chunk 0 held, as by another worker
 
@@ -136,7 +137,8 @@ def trained(tmp_path_factory):
 
 def _command(workdir, steps=2, seed=0):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.Popen([sys.executable, "-m", "vdm_vae.sample_fid", f"--workdir={workdir}",
+    return subprocess.Popen([sys.executable, "-m", "vdm_vae.evaluation.sample_fid",
+                             f"--workdir={workdir}",
                              "--num_samples=12", "--batch=2", f"--steps={steps}", f"--seed={seed}"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

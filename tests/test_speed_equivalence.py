@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from conftest import perturb, random_images, tiny_config
 
-from vdm_vae import dropout, layers
-from vdm_vae.attention import attention, resolve_impl
-from vdm_vae.group_norm import GroupNorm
-from vdm_vae.model import VDMVAE, init_params
-from vdm_vae.unet import ResnetBlock
+from vdm_vae.cpu import dropout, layers
+from vdm_vae.cpu.attention import attention, resolve_impl
+from vdm_vae.cpu.group_norm import GroupNorm
+from vdm_vae.model.unet import ResnetBlock
+from vdm_vae.model.vae import VDMVAE, init_params
 
 KEY = jax.random.PRNGKey(7)
 IMPLS = ("batched", "per_example")

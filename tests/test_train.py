@@ -53,7 +53,7 @@ def metric_rows(workdir):
 
 
 def final_params(workdir):
-    from vdm_vae.checkpoints import load
+    from vdm_vae.training.checkpoints import load
 
     params, _ = load(workdir)
     return params
@@ -124,7 +124,7 @@ SMOKE_CONFIGS = _covering_smoke_configs(SMOKE_OPTIONS)
 
 @pytest.mark.parametrize("arg", [None, "smoke"])
 def test_every_config_file_builds_a_valid_model_config(arg):
-    from vdm_vae.model_config import model_config_from_dict
+    from vdm_vae.model.config import model_config_from_dict
 
     for name in CONFIGS:
         config = _load_config(name, arg)
@@ -321,7 +321,7 @@ def test_signal_saves_exits_with_its_code_and_resumes(sig, code, tmp_path):
 def test_a_signal_during_the_setup_stops_before_the_first_step(tmp_path, monkeypatch):
     import ml_collections
 
-    from vdm_vae import train
+    from vdm_vae.training import loop as train
 
     config = ml_collections.ConfigDict(_load_config("mvdm", "smoke"))
     load_dataset = train.data_lib.load_dataset

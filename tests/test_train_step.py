@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vdm_vae.losses import beta_at
-from vdm_vae.model import init_params
-from vdm_vae.model_config import EncoderConfig, LossConfig, ModelConfig
-from vdm_vae.train_step import AXIS, decay_mask, ema_decay, loss_and_metrics
+from vdm_vae.model.config import EncoderConfig, LossConfig, ModelConfig
+from vdm_vae.model.objective import beta_at
+from vdm_vae.model.vae import init_params
+from vdm_vae.training.step import AXIS, decay_mask, ema_decay, loss_and_metrics
 
 
 def test_ema_decay_warms_up_to_the_rate_and_is_fixed_without_warmup():

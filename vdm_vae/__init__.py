@@ -1,23 +1,23 @@
 """vdm_vae: a VAE whose decoder is a conditional Variational Diffusion Model.
 
 The public names below load their modules (and jax) on first use, so that a command can
-start, check its flags and restart itself with its CPU settings (`vdm_vae.cpu_env`) before
+start, check its flags and restart itself with its CPU settings (`vdm_vae.cpu.env`) before
 paying for jax's import.
 """
 
 import importlib
 
 _PUBLIC = {
-    "load": ("vdm_vae.checkpoints", "load"),
-    "VDMVAE": ("vdm_vae.model", "VDMVAE"),
-    "VAEOutput": ("vdm_vae.model", "VAEOutput"),
-    "init": ("vdm_vae.model", "init_params"),
-    "EncoderConfig": ("vdm_vae.model_config", "EncoderConfig"),
-    "LossConfig": ("vdm_vae.model_config", "LossConfig"),
-    "ModelConfig": ("vdm_vae.model_config", "ModelConfig"),
+    "load": ("vdm_vae.training.checkpoints", "load"),
+    "VDMVAE": ("vdm_vae.model.vae", "VDMVAE"),
+    "VAEOutput": ("vdm_vae.model.vae", "VAEOutput"),
+    "init": ("vdm_vae.model.vae", "init_params"),
+    "EncoderConfig": ("vdm_vae.model.config", "EncoderConfig"),
+    "LossConfig": ("vdm_vae.model.config", "LossConfig"),
+    "ModelConfig": ("vdm_vae.model.config", "ModelConfig"),
     "encode": ("vdm_vae.sampling", "encode"),
     "sample": ("vdm_vae.sampling", "sample"),
-    "load_prior": ("vdm_vae.w_prior", "load_prior"),
+    "load_fitted_prior": ("vdm_vae.evaluation.fitted_prior", "load_fitted_prior"),
 }
 
 __all__ = sorted(_PUBLIC)

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vdm_vae.model import VDMVAE
-from vdm_vae.model_config import ModelConfig
-from vdm_vae.progress import Progress
+from vdm_vae.model.config import ModelConfig
+from vdm_vae.model.vae import VDMVAE
+from vdm_vae.runtime.progress import Progress
 
 
 def as_variables(params) -> dict:
@@ -79,20 +79,21 @@ def decode_z0(params, z_0: jax.Array, rng: jax.Array, *, config: ModelConfig) ->
 
 def sample(params, w: Optional[jax.Array] = None, *, config: ModelConfig, rng: jax.Array,
            num_steps: int = 250, num_samples: Optional[int] = None,
-           images: Optional[jax.Array] = None, w_prior=None) -> jax.Array:
+           images: Optional[jax.Array] = None, fitted_prior=None) -> jax.Array:
     """Ancestral samples of p(x|w), uint8 [B,H,W,C].
 
     Args:
       params: model parameters (EMA params from `load`, or variables from `init`).
       w: [B, w_dim] codes, e.g. from `encode` for guided generation. None: drawn from the
-        model's prior, N(0, I) or its learned mixture (or from w_prior), for fully generative
+        model's prior, N(0, I) or its learned mixture (or from fitted_prior), for fully generative
         samples; always None for an unconditional model. With w None, give num_samples.
       config: the model's ModelConfig.
       rng: PRNG key; the same key gives the same images.
       num_steps: T reverse steps.
       num_samples: batch size when w is None.
       images: guide images for a time-conditioned encoder (w is then recomputed at each t).
-      w_prior: (params, PriorConfig) of a learned prior (`vdm_vae.load_prior`); with w None
+      fitted_prior: (params, PriorConfig) of a prior fitted after training
+        (`vdm_vae.load_fitted_prior`); with w None
         and num_samples set, w is drawn from it instead of N(0, I).
     """
     if num_steps < 1:
@@ -109,7 +110,7 @@ def sample(params, w: Optional[jax.Array] = None, *, config: ModelConfig, rng: j
         raise ValueError("sample needs w [B, w_dim], num_samples (unconditional) or images.")
     rng_z, rng_steps, rng_x = jax.random.split(rng, 3)
     if w is None and images is None and config.conditional:
-        w = draw_prior_w(variables, config, batch, jax.random.fold_in(rng, 7), w_prior)
+        w = draw_prior_w(variables, config, batch, jax.random.fold_in(rng, 7), fitted_prior)
     w = None if images is not None else check_w(w, config, batch)
     z = jax.random.normal(rng_z, (batch,) + tuple(config.image_shape))
     z = reverse_steps(variables, z, w, rng_steps, config=config, num_steps=num_steps,
@@ -118,16 +119,16 @@ def sample(params, w: Optional[jax.Array] = None, *, config: ModelConfig, rng: j
 
 
 def draw_prior_w(params, config: ModelConfig, num: int, rng: jax.Array,
-                 w_prior=None) -> jax.Array:
+                 fitted_prior=None) -> jax.Array:
     """w [num, w_dim] from the model's prior (N(0, I) or its learned mixture), or from a prior
-    fitted after training, w_prior = (params, PriorConfig) (`vdm_vae.load_prior`)."""
-    if w_prior is None:
+    fitted after training, fitted_prior = (params, PriorConfig) (`vdm_vae.load_fitted_prior`)."""
+    if fitted_prior is None:
         return _model_prior_w(as_variables(params), rng, config=config, num=num)
-    from vdm_vae.w_prior import sample_w
+    from vdm_vae.evaluation.fitted_prior import sample_w
 
-    prior_params, prior_config = w_prior
+    prior_params, prior_config = fitted_prior
     if prior_config.w_dim != config.w_dim:
-        raise ValueError(f"w_prior has w_dim {prior_config.w_dim}, the model {config.w_dim}.")
+        raise ValueError(f"fitted_prior has w_dim {prior_config.w_dim}, the model {config.w_dim}.")
     return sample_w(prior_params, rng, config=prior_config, num=num)
 
 
@@ -151,7 +152,7 @@ def encode(params, images, *, config: ModelConfig, t: Optional[float] = None
         raise ValueError("encode needs a model with an encoder; config.encoder.kind is 'none'.")
     images = check_images(images, config)
     t_arr = None
-    if config.encoder.kind == "conv_time":
+    if config.encoder.time_conditioned:
         if t is None:
             raise ValueError("encoder.kind='conv_time' needs t in [0, 1], got None.")
         t_arr = jnp.full((images.shape[0],), t, jnp.float32)

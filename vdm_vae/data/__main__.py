@@ -11,8 +11,8 @@ from typing import List, Optional
 import numpy as np
 from absl import logging
 
-from vdm_vae import cli
 from vdm_vae.data.sources import SOURCES, Dataset, load_dataset
+from vdm_vae.runtime import cli
 
 
 def describe(dataset: Dataset) -> str:

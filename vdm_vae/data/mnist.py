@@ -22,8 +22,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from vdm_vae import atomic
-from vdm_vae.console import say, warn
+from vdm_vae.runtime import atomic
+from vdm_vae.runtime.console import say, warn
 
 CACHE_ENV = "VDM_VAE_DATA"
 DEFAULT_CACHE_DIR = pathlib.Path("~/.cache/vdm_vae")
@@ -166,7 +166,7 @@ def read_cache(cache_file: pathlib.Path) -> Optional[Dict[str, np.ndarray]]:
 
 
 def write_cache(cache_file: pathlib.Path, arrays: Dict[str, np.ndarray]) -> None:
-    """Writes the arrays, then their sha256, each whole or not at all (`vdm_vae.atomic`); a
+    """Writes the arrays, then their sha256, each whole or not at all (`vdm_vae.runtime.atomic`); a
     stop between the two leaves a sha256 that does not match, and the cache is rebuilt."""
     sha_file = cache_file.with_name(cache_file.name + ".sha256")
     atomic.save_npz(str(cache_file), **{key: arrays[key] for key in ARRAY_KEYS})

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.linalg
 
-from vdm_vae import atomic
+from vdm_vae.runtime import atomic
 
 IMAGE_SIZE = 299
 FEATURE_DIM = 2048
@@ -338,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> float:
     parser.add_argument("--cache-dir", default=None, help="directory caching reference stats")
     parser.add_argument("--batch-size", type=int, default=50)
     args = parser.parse_args(argv)
-    from vdm_vae import cli
+    from vdm_vae.runtime import cli
 
     samples = cli.run_or_exit(lambda: load_images_npz(args.samples))
     reference = cli.run_or_exit(lambda: _reference_images(args.reference))

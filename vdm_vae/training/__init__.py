@@ -1,0 +1,1 @@
+"""Training: the loop (loop.py), the pmapped train step (step.py), checkpoints and writers."""

@@ -1,0 +1,199 @@
+"""Orbax checkpoints under workdir/checkpoints, the run config beside them, and `load`.
+
+A step that cannot be read (truncated or missing files) is moved to
+workdir/checkpoints_unreadable/ with a one-line warning, and the newest readable step is used.
+"""
+
+import json
+import os
+import shutil
+import sys
+from typing import Callable, Optional, Tuple
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from vdm_vae.model.config import ModelConfig, model_config_from_dict, model_config_to_dict
+from vdm_vae.runtime import atomic
+from vdm_vae.runtime.console import warn
+
+CONFIG_FILE = "config.json"
+UNREADABLE_DIR = "checkpoints_unreadable"
+
+
+def save_run_config(workdir: str, config_dict: dict, model_config: ModelConfig):
+    """Writes workdir/config.json: the whole run config and the resolved model config."""
+    os.makedirs(workdir, exist_ok=True)
+    payload = {"config": config_dict, "model": model_config_to_dict(model_config)}
+    atomic.write_json(os.path.join(workdir, CONFIG_FILE), payload, default=list)
+
+
+def load_run_config(workdir: str) -> Tuple[dict, ModelConfig]:
+    """(run config as a dict, ModelConfig) saved by `save_run_config`."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist: is {workdir!r} a vdm_vae workdir?")
+    with open(path) as f:
+        payload = json.load(f)
+    return payload["config"], model_config_from_dict(payload["model"])
+
+
+class Checkpointer:
+    """Periodic, atomic (Orbax writes to a temporary folder, then renames) and keep-N.
+
+    With keep_period > 0, the steps that are multiples of it are kept as well as the newest
+    max_to_keep, so that runs can be evaluated and compared at those steps later.
+    """
+
+    def __init__(self, workdir: str, max_to_keep: int = 3, keep_period: int = 0):
+        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                               keep_period=keep_period or None)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self.restored_step: Optional[int] = None
+
+    def latest_step(self) -> Optional[int]:
+        return self.manager.latest_step()
+
+    def all_steps(self) -> list:
+        """Every saved step, ascending."""
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state) -> bool:
+        """Saves a host copy of `state` (unreplicated) at `step`; waits until it is on disk."""
+        saved = self.manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)),
+                                  force=True)
+        self.manager.wait_until_finished()
+        return saved
+
+    def restore(self, template):
+        """The newest readable state, shaped like `template`; see `_restore_newest`."""
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+        return self._restore_newest(
+            lambda step: self.manager.restore(step, args=ocp.args.StandardRestore(abstract)))
+
+    def restore_raw(self, step: Optional[int] = None) -> dict:
+        """The state at `step` (None: the newest readable) as nested dicts of arrays."""
+        if step is None:
+            return self._restore_newest(self._restore_raw_step)
+        if step not in self.all_steps():
+            raise ValueError(f"step={step} has no checkpoint in {self.directory}: saved steps "
+                             f"are {self.all_steps()}.")
+        state = self._restore_raw_step(step)
+        self.restored_step = step
+        return state
+
+    def _restore_raw_step(self, step: int) -> dict:
+        return self.manager.restore(step, args=ocp.args.StandardRestore())
+
+    def _restore_newest(self, restore_step: Callable[[int], object]):
+        """Restores the newest step that can be read; moves unreadable ones aside.
+
+        A step is unreadable when even a restore without a template fails; a step that reads
+        but does not fit `restore_step` (e.g. another model) raises that error instead.
+
+        Raises:
+          FileNotFoundError: no step at all, or none readable (naming where they went).
+        """
+        moved = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                state = restore_step(step)
+            except Exception as error:  # noqa: BLE001 - any failure to read means unreadable
+                if self._readable(step):
+                    raise
+                moved.append(self._move_aside(step, error))
+                continue
+            self.restored_step = step
+            return state
+        if moved:
+            raise FileNotFoundError(
+                f"no readable checkpoint in {self.directory}: moved {', '.join(moved)} aside; "
+                "put a good copy back there, or run again to start from step 0.")
+        raise FileNotFoundError(f"no checkpoint in {self.directory}.")
+
+    def _readable(self, step: int) -> bool:
+        _ignore_closed_loop_callbacks()
+        try:
+            self._restore_raw_step(step)
+        except Exception:  # noqa: BLE001 - reading failed, whatever the cause
+            return False
+        return True
+
+    def _move_aside(self, step: int, error: Exception) -> str:
+        """Moves step's folder to workdir/checkpoints_unreadable/ (never deletes); its path."""
+        source = os.path.join(self.directory, str(step))
+        aside = os.path.join(os.path.dirname(self.directory), UNREADABLE_DIR)
+        target = os.path.join(aside, str(step))
+        suffix = 1
+        while os.path.exists(target):
+            target, suffix = os.path.join(aside, f"{step}.{suffix}"), suffix + 1
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        if jax.process_index() == 0:
+            os.makedirs(aside, exist_ok=True)
+            shutil.move(source, target)
+        _sync(f"vdm_vae_move_aside_{step}")
+        self.manager.reload()
+        warn(f"checkpoint {source} is unreadable ({type(error).__name__}: {reason}); "
+             f"moved it to {target} and trying the previous step.")
+        return target
+
+    def close(self):
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def _ignore_closed_loop_callbacks():
+    """Drops "Event loop is closed" errors that a failed restore leaves behind.
+
+    TensorStore completes the reads of a failed restore after Orbax closed their event loop;
+    each completion raises in a callback, and Python prints hundreds of these tracebacks.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop", False):
+        return
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError)
+                and "Event loop is closed" in str(unraisable.exc_value)):
+            previous(unraisable)
+
+    hook.drops_closed_loop = True
+    sys.unraisablehook = hook
+
+
+def _sync(name: str):
+    """Waits for every process (no-op in a single process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def load(workdir: str, step: Optional[int] = None) -> Tuple[dict, ModelConfig]:
+    """(EMA params, ModelConfig) of the checkpoint at `step` (None: newest readable)."""
+    params, model_config, _ = load_with_step(workdir, step)
+    return params, model_config
+
+
+def open_saved(workdir: str) -> Checkpointer:
+    """The Checkpointer of a workdir that has saved checkpoints; unlike `Checkpointer`, it
+    creates nothing, so a workdir without checkpoints/ stays as it was."""
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(
+            f"{workdir} has no checkpoints/ folder, so nothing to load: a run restored from its "
+            "record keeps its results, not its checkpoints (train it with main.py first).")
+    return Checkpointer(workdir)
+
+
+def load_with_step(workdir: str, step: Optional[int] = None) -> Tuple[dict, ModelConfig, int]:
+    """(EMA params, ModelConfig, step) of the checkpoint at `step` (None: newest readable)."""
+    _, model_config = load_run_config(workdir)
+    ckpt = open_saved(workdir)
+    try:
+        raw = ckpt.restore_raw(step)
+    finally:
+        ckpt.close()
+    params = jax.tree_util.tree_map(np.asarray, raw["ema_params"])
+    return params, model_config, ckpt.restored_step
