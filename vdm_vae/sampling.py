@@ -232,7 +232,7 @@ def sample(params, w: Optional[jax.Array] = None, *, config: ModelConfig, rng: j
     elif z_1 is not None:
         batch = batch_of("z_1", z_1)
     else:
-        raise ValueError("sample needs w [B, w_dim], num_samples (unconditional) or images.")
+        raise ValueError("sample needs w [B, w_dim], num_samples, z_1 [B,H,W,C] or images.")
     if z_1 is not None:
         z_1 = check_z_1(z_1, config, batch)
         batch = z_1.shape[0]
