@@ -17,6 +17,8 @@ _PUBLIC = {
     "ModelConfig": ("vdm_vae.model.config", "ModelConfig"),
     "encode": ("vdm_vae.sampling", "encode"),
     "sample": ("vdm_vae.sampling", "sample"),
+    "encode_to_noise": ("vdm_vae.sampling", "encode_to_noise"),
+    "decode_from_noise": ("vdm_vae.sampling", "decode_from_noise"),
     "load_fitted_prior": ("vdm_vae.evaluation.fitted_prior", "load_fitted_prior"),
 }
 
