@@ -12,12 +12,13 @@ with responsibilities r_k(z) proportional to pi_k N(z; alpha m_k, v_k^2).
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import IMAGE_SHAPE, W_DIM, perturb, random_images, tiny_config
+from conftest import IMAGE_SHAPE, W_DIM, random_images, tiny_config
 from jax.scipy.special import ndtri
 
 from vdm_vae.model import samplers
@@ -84,6 +85,15 @@ Z_1 = jnp.stack([normal_quantiles(2000), normal_quantiles(2000)[::-1]], axis=-1)
 ALPHA_0 = float(samplers.alpha_sigma(jnp.float32(GAMMA_MIN))[0])
 
 
+def active(tree, seed, scale=0.1):
+    """`tree` plus Gaussian noise drawn by NumPy (nothing to compile), so that zero-initialised
+    layers, such as the score network's last, act."""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(
+        lambda x: np.asarray(x) + scale * rng.standard_normal(np.shape(x)).astype(np.float32),
+        tree)
+
+
 def run(sampler, eps_fn, z, num_steps, reverse=False, **kwargs):
     """`sampler` over the fixed schedule's log-SNR grid, z_1 -> z_0 (z_0 -> z_1 if reverse)."""
     gammas = fixed_gamma(samplers.logsnr_times(fixed_gamma, num_steps))
@@ -136,25 +146,25 @@ def test_ddim_with_noise_matches_the_moments():
     z_1 = jax.random.normal(KEY, (4000, 2))
     x = run(samplers.ddim, gaussian_eps(MEAN, STD), z_1, 50, eta=0.5, rng=KEY) / ALPHA_0
     np.testing.assert_allclose(jnp.mean(x, axis=0), MEAN, atol=0.015)
-    np.testing.assert_allclose(jnp.std(x, axis=0), STD, rtol=0.05)
+    np.testing.assert_allclose(jnp.std(x, axis=0), STD, rtol=0.08)  # -3.8%, -4.7% at 50 steps
 
 
 def test_inversion_then_sampling_returns_the_input():
     eps_fn = gaussian_eps(MEAN, STD)
     x = MEAN + STD * Z_1[:500]
+    exact_z_1 = exact_flow(ALPHA_0 * x, inverse=True)
 
     def round_trip(sampler, num_steps):
+        """Largest errors of the inversion (z_1) and of the round trip (x)."""
         z_1 = run(sampler, eps_fn, ALPHA_0 * x, num_steps, reverse=True)
-        return float(jnp.max(jnp.abs(run(sampler, eps_fn, z_1, num_steps) / ALPHA_0 - x)))
+        back = run(sampler, eps_fn, z_1, num_steps) / ALPHA_0
+        return float(jnp.max(jnp.abs(z_1 - exact_z_1))), float(jnp.max(jnp.abs(back - x)))
 
-    ddim = [round_trip(samplers.ddim, n) for n in (10, 20, 40, 80)]
+    inversion, ddim = zip(*(round_trip(samplers.ddim, n) for n in (10, 20, 40, 80)))
     assert all(b < 0.6 * a for a, b in zip(ddim[:-1], ddim[1:])), ddim
-    assert ddim[-1] < 0.05, ddim
-    assert round_trip(samplers.dpm_solver_2m, 25) < 1e-3
-    inverted = {n: run(samplers.ddim, eps_fn, ALPHA_0 * x, n, reverse=True) for n in (20, 80)}
-    errors = {n: float(jnp.max(jnp.abs(z - exact_flow(ALPHA_0 * x, inverse=True))))
-              for n, z in inverted.items()}
-    assert errors[80] < 0.4 * errors[20] and errors[80] < 0.1, errors
+    assert all(b < 0.6 * a for a, b in zip(inversion[:-1], inversion[1:])), inversion
+    assert ddim[-1] < 0.05 and inversion[-1] < 0.15, (ddim, inversion)  # 0.039, 0.098
+    assert round_trip(samplers.dpm_solver_2m, 25)[1] < 1e-3
 
 
 @pytest.mark.parametrize("sampler", [samplers.ddim, samplers.dpm_solver_2m])
@@ -168,20 +178,24 @@ def test_clipping_keeps_the_prediction_in_range(sampler):
 
 def test_ddim_step_at_eta_one_is_the_ancestral_step(uncond):
     config, variables = uncond
-    variables = perturb(variables, 3)  # a score network whose output is not zero
+    variables = active(variables, 3)  # a score network whose output is not zero
     z_t = jax.random.normal(KEY, (2,) + IMAGE_SHAPE)
     rng = jax.random.PRNGKey(5)
+
+    @functools.partial(jax.jit, static_argnames="clip")
+    def both_steps(i, clip):
+        model = VDMVAE(dataclasses.replace(config, clip_samples=clip))
+        ancestral = model.apply(variables, i, 4, z_t, None, rng, method=VDMVAE.reverse_step)
+        g_t, g_s = (model.apply(variables, t, method=VDMVAE.gamma_scalar)
+                    for t in ((4 - i) / 4, (3 - i) / 4))
+        eps = model.apply(variables, z_t, jnp.full((2,), g_t), None, method=VDMVAE.score)
+        ddim = samplers.ddim_step(z_t, eps, g_t, g_s, clip=clip, eta=1.0,
+                                  noise=jax.random.normal(rng, z_t.shape))
+        return ddim, ancestral
+
     for clip in (False, True):
-        c = dataclasses.replace(config, clip_samples=clip)
-        model = VDMVAE(c)
         for i in (1, 3):
-            ancestral = model.apply(variables, i, 4, z_t, None, rng, method=VDMVAE.reverse_step)
-            g_t, g_s = (model.apply(variables, t, method=VDMVAE.gamma_scalar)
-                        for t in ((4 - i) / 4, (3 - i) / 4))
-            eps = model.apply(variables, z_t, jnp.full((2,), g_t), None, method=VDMVAE.score)
-            ddim = samplers.ddim_step(z_t, eps, g_t, g_s, clip=clip, eta=1.0,
-                                      noise=jax.random.normal(rng, z_t.shape))
-            np.testing.assert_allclose(ddim, ancestral, atol=2e-5, rtol=1e-5)
+            np.testing.assert_allclose(*both_steps(i, clip), atol=2e-5, rtol=1e-5)
 
 
 # ------------------------------------------------------------------ log-SNR grid
@@ -195,7 +209,7 @@ def test_logsnr_times_are_uniform_in_log_snr(gamma_type):
     if gamma_type == "learnable_scalar":
         params = {"params": {"w": jnp.array([-20.0]), "b": jnp.array([-12.0])}}  # |w| is used
     if gamma_type == "learnable_nnet":  # a curved gamma(t): sharper sigmoids, larger weight
-        params = perturb(params, 1, scale=1.0)
+        params = active(params, 1, scale=1.0)
         params["params"]["l2"]["kernel"] *= 5.0
         params["params"]["l3"]["kernel"] *= 30.0
 
@@ -218,7 +232,7 @@ def test_logsnr_times_are_uniform_in_log_snr(gamma_type):
 @pytest.mark.parametrize("setup", ["uncond", "cond"])
 def test_deterministic_samplers_depend_only_on_z_1_and_w(setup, request):
     config, variables = request.getfixturevalue(setup)
-    variables = perturb(variables, 4)
+    variables = active(variables, 4)
     w = jax.random.normal(KEY, (2, W_DIM)) if config.conditional else None
     z_1 = jax.random.normal(jax.random.PRNGKey(8), (2,) + IMAGE_SHAPE)
     for name in ("ddim", "dpm_solver"):
@@ -236,7 +250,7 @@ def test_deterministic_samplers_depend_only_on_z_1_and_w(setup, request):
 @pytest.mark.parametrize("setup", ["uncond", "cond"])
 def test_ancestral_images_are_unchanged(setup, request):
     config, variables = request.getfixturevalue(setup)
-    variables = perturb(variables, 5)
+    variables = active(variables, 5)
     rng = jax.random.PRNGKey(9)
     default = np.asarray(sample(variables, config=config, rng=rng, num_steps=3, num_samples=2))
     named = sample(variables, config=config, rng=rng, num_steps=3, num_samples=2,
@@ -253,7 +267,7 @@ def test_ancestral_images_are_unchanged(setup, request):
 @pytest.mark.parametrize("setup", ["uncond", "cond"])
 def test_encode_to_noise_and_back_is_finite_and_shaped(setup, request):
     config, variables = request.getfixturevalue(setup)
-    variables = perturb(variables, 6)
+    variables = active(variables, 6)
     images = random_images(3, 2)
     w = encode(variables, images, config=config)[0] if config.conditional else None
     z_1 = encode_to_noise(variables, images, w, config=config, num_steps=3)
