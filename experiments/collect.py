@@ -35,6 +35,7 @@ matplotlib.use("Agg")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import matplotlib.pyplot as plt  # noqa: E402
 import plot_curves  # noqa: E402
+import seeds  # noqa: E402  (experiments/seeds.py)
 import targets  # noqa: E402  (experiments/targets.py)
 
 from vdm_vae.cpu.env import available_cores, cpu_name  # noqa: E402
@@ -75,6 +76,7 @@ LEARNED_DIFF = targets.LEARNED_DIFF
 DIFFUSION_DIFF = "bpd_diff_minus_uncond"
 FID_DIFF = "fid_minus_uncond"  # its FID minus the unconditional run's, over blocks of samples
 FID_LEARNED_DIFF = "fid_learned_prior_minus_uncond"  # the same with w from the learned prior
+ACROSS_SEEDS = "across_seeds"  # the JSON's entry for experiments/seeds.py's summary, not a run
 
 def unconditional_baseline(name: str, names) -> Optional[str]:
     """The unconditional run among `names` that run `name` is compared with, or None.
@@ -226,6 +228,7 @@ def previous_runs(name: str) -> dict:
         return {}
     with open(path) as f:
         runs = json.load(f)
+    runs.pop(ACROSS_SEEDS, None)
     command = None
     md = os.path.join(RESULTS, f"{name}.md")
     if os.path.exists(md):
@@ -476,13 +479,16 @@ def main(argv=None):
                 f"Each run's samples, guided generations, interpolation, t-SNE, w-usage profile "
                 f"and KL per dimension: [{args.name}_figures/]({args.name}_figures/).", ""]
     text += final
+    across = seeds.across_seeds(runs)
+    if across:
+        text += ["## Across seeds", "", seeds.markdown(across, runs), ""]
     if args.notes:
         with open(args.notes) as f:
             text += [f.read()]
     with open(os.path.join(RESULTS, f"{args.name}.md"), "w") as f:
         f.write("\n".join(text))
     with open(os.path.join(RESULTS, f"{args.name}.json"), "w") as f:
-        json.dump(runs, f, indent=1)
+        json.dump(dict(runs, **({ACROSS_SEEDS: across} if across else {})), f, indent=1)
     print(os.path.join(RESULTS, f"{args.name}.md"))
 
 

@@ -495,3 +495,43 @@ def test_no_targets_figure_without_a_probed_run(collect, tmp_path):
     collect.main(["--root", str(tmp_path / "a"), "--name", "t", "--command", "c"])
     assert not (tmp_path / "results" / "t_targets.png").exists()
     assert "t_targets.png" not in (tmp_path / "results" / "t.md").read_text()
+
+
+def test_seeds_pair_with_their_uncond_seed_and_the_interval_covers_the_spread(collect, tmp_path):
+    root = tmp_path / "a"
+    noise = np.random.default_rng(3).normal(0.0, 1.0, 200)
+    # Per seed: the unconditional run's training offset and the encoder run's gap to it.
+    offsets, gaps = {1: 0.0, 2: 0.003, 3: -0.002}, {1: 0.010, 2: 0.004, 3: 0.013}
+    for seed in (1, 2, 3):
+        suffix = "" if seed == 1 else f"_seed{seed}"
+        for name, shift in ((f"mnist_cpu_uncond{suffix}", offsets[seed]),
+                            (f"mnist_cpu{suffix}", offsets[seed] + gaps[seed])):
+            _write_run(root, name, float(np.mean(1.0 + noise + shift)))
+            _write_per_image(root, name, 1.0 + noise + shift)
+    _write_run(root, "mnist_cpu_mmd", 1.0)  # one seed: no across-seed entry
+    collect.main(["--root", str(root), "--name", "t", "--command", "c"])
+    with open(tmp_path / "results" / "t.json") as f:
+        runs = json.load(f)
+    across = runs.pop("across_seeds")
+    assert set(across) == {"mnist_cpu", "mnist_cpu_uncond"} and "mnist_cpu_mmd" in runs
+    main = across["mnist_cpu"]
+    assert main["seeds"] == [1, 2, 3] and main["runs"][1] == "mnist_cpu_seed2"
+    diff = main["bpd_minus_uncond"]
+    np.testing.assert_allclose(diff["values"], [gaps[1], gaps[2], gaps[3]], atol=1e-12)
+    sd = np.std(list(gaps.values()), ddof=1)
+    half = 4.302653 * sd / np.sqrt(3)  # Student t, 2 degrees of freedom
+    np.testing.assert_allclose([diff["ci_low"], diff["ci_high"]],
+                               [np.mean(list(gaps.values())) - half,
+                                np.mean(list(gaps.values())) + half], rtol=1e-5)
+    # Each seed's own paired interval is far narrower than the across-seed one.
+    assert runs["mnist_cpu_seed2"]["bpd_minus_uncond"]["ci_high"] - \
+        runs["mnist_cpu_seed2"]["bpd_minus_uncond"]["ci_low"] < 1e-9 < diff["ci_high"] - \
+        diff["ci_low"]
+    text = (tmp_path / "results" / "t.md").read_text()
+    assert "## Across seeds" in text and "Student-t 95% interval over the per-seed" in text
+    verdict = next(line for line in text.splitlines() if line.startswith("- mnist_cpu:"))
+    assert "bound within 0.01, w ~ N(0, I): not shown" in verdict  # upper end 0.0234
+    # A later collect with --merge keeps the runs, not the summary, as runs.
+    collect.main(["--root", str(tmp_path / "empty"), "--name", "t", "--command", "d", "--merge"])
+    with open(tmp_path / "results" / "t.json") as f:
+        assert "across_seeds" not in collect.previous_runs("t") and "mnist_cpu" in json.load(f)
