@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The MNIST CPU protocol: configs/mnist_cpu_uncond.py (the unconditional reference),
-# configs/mnist_cpu.py (the main encoder run: capacity target, w seen by the U-Net at SNR <= 1
-# only), configs/mnist_cpu_ungated.py (the capacity target alone), configs/mnist_cpu_b1.py
-# (plain ELBO) and configs/mnist_cpu_b1e4.py (the study's KL weight), each 5,000 steps at
-# batch 64, then `main.py --mode=eval` on the full test set (probes fitted on all 60,000
-# training images) and, with `fid`, FID of 5,000 samples at T = 100 (vdm_vae.evaluation.sample_fid).
+# The MNIST CPU protocol (configs/mnist_cpu.py, docs/mnist_cpu.md): the runs of $CONFIGS, each
+# 5,000 steps at batch 64, then `main.py --mode=eval` on the full test set (probes fitted on
+# all 60,000 training images) and, with `fid`, FID of 5,000 samples at T = 100
+# (vdm_vae.evaluation.sample_fid). A run's name resolves to its config (experiments/run_grid.py):
+# mnist_cpu_uncond -> configs/mnist_cpu.py:uncond, mnist_cpu_mmd_seed2 -> :mmd,seed2.
+# The default list: the published runs (uncond, the main run, b1, b1e4; finished ones
+# are restored from their records and skipped), then the seeds of the three configurations that
+# decide the targets (the main run again with its published seed 1, which has no record).
 #
 #   experiments/mnist_cpu.sh start     # starts or resumes every run in the background
 #   experiments/mnist_cpu.sh status    # step, CPU time and last eval of each run
@@ -33,11 +35,13 @@
 # `start` and `collect` restore the records of runs that $ROOT lacks, so a finished run is
 # neither trained again nor lost from the tables on a new machine.
 set -euo pipefail
+PYTHON=${PYTHON:-python}  # the interpreter (e.g. a virtual environment's, not activated)
 SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this work tree's vdm_vae, whatever is installed
 ROOT=${ROOT:-${VDM_VAE_RUNS:-$HOME/.cache/vdm_vae/runs}/mnist_cpu}
-CONFIGS=${CONFIGS:-mnist_cpu_uncond,mnist_cpu,mnist_cpu_ungated,mnist_cpu_b1,mnist_cpu_b1e4}
+SEEDS=mnist_cpu_uncond_seed2,mnist_cpu_seed2,mnist_cpu_mmd_seed2,mnist_cpu_uncond_seed3,mnist_cpu_seed3,mnist_cpu_mmd_seed3
+CONFIGS=${CONFIGS:-mnist_cpu_uncond,mnist_cpu,mnist_cpu_b1,mnist_cpu_b1e4,$SEEDS}
 JOBS=${JOBS:-2}
 # FID comes from `fid` (T = 100, one worker per core), not from the evaluation (T = 250, one core).
 EVAL_ARGS=${EVAL_ARGS:---config.eval.num_fid_samples=0}
@@ -52,7 +56,7 @@ RECORDS=${RECORDS:-experiments/results/mnist_cpu_runs}
 PID="$ROOT/runner.pid"
 mkdir -p "$ROOT"
 
-restore() { python experiments/run_records.py restore --root="$ROOT" --records="$RECORDS"; }
+restore() { "$PYTHON" experiments/run_records.py restore --root="$ROOT" --records="$RECORDS"; }
 
 running() { [[ -f "$PID" ]] && kill -0 "$(cat "$PID")" 2>/dev/null; }
 
@@ -69,7 +73,7 @@ fid_worker() {
     [[ -d "$ROOT/$run/checkpoints" ]] || { echo "[$run] restored from its record, no FID"; continue; }
     for prior in standard learned; do
       [[ $prior == learned && ! -d "$ROOT/$run/w_prior" ]] && continue
-      python -m vdm_vae.evaluation.sample_fid --workdir="$ROOT/$run" --prior=$prior \
+      "$PYTHON" -m vdm_vae.evaluation.sample_fid --workdir="$ROOT/$run" --prior=$prior \
         --num_samples="$FID_SAMPLES" --steps="$FID_STEPS"
     done
   done
@@ -101,7 +105,7 @@ pilot_worker() {
     echo "=== $run to step $PILOT_STEPS"
     args=$(pilot_args "$run")
     # shellcheck disable=SC2086  # the flags are words
-    python main.py $args --workdir="$ROOT/$run" --config.training.stop_at_step="$PILOT_STEPS" \
+    "$PYTHON" main.py $args --workdir="$ROOT/$run" --config.training.stop_at_step="$PILOT_STEPS" \
       --config.training.steps_per_eval=250
   done
 }
@@ -110,13 +114,13 @@ case "${1:-start}" in
   start)
     if running; then echo "already running (pid $(cat "$PID")); log: $ROOT/runner.log"; exit 0; fi
     restore
-    nohup setsid python experiments/run_grid.py --configs="$CONFIGS" --root="$ROOT" \
+    nohup setsid "$PYTHON" experiments/run_grid.py --configs="$CONFIGS" --root="$ROOT" \
       --jobs="$JOBS" --eval_args="$EVAL_ARGS" >>"$ROOT/runner.log" 2>&1 &
     echo $! >"$PID"
     echo "started (pid $!): $CONFIGS under $ROOT; log: $ROOT/runner.log" ;;
   status)
     running && echo "running (pid $(cat "$PID"))" || echo "not running"
-    python experiments/collect.py --root="$ROOT" --status ;;
+    "$PYTHON" experiments/collect.py --root="$ROOT" --status ;;
   stop)
     if running; then
       kill -INT "$(cat "$PID")"
@@ -146,14 +150,14 @@ case "${1:-start}" in
     echo "pilots on core $PILOT_CORE (pid $!): $PILOTS, $PILOT_STEPS steps each; log: $log" ;;
   pilot-worker) pilot_worker ;;
   collect-pilots)
-    python experiments/collect.py --root="$ROOT" --name=mnist_cpu_pilots --curves \
+    "$PYTHON" experiments/collect.py --root="$ROOT" --name=mnist_cpu_pilots --curves \
       --runs="pilot_*,mnist_cpu_uncond" \
       --command="experiments/mnist_cpu.sh pilots (PILOTS=$PILOTS, PILOT_STEPS=$PILOT_STEPS)" --merge \
       ${NOTES:+--notes="$NOTES"} ;;
   collect)  # runs that neither $ROOT nor $RECORDS holds keep their rows of the last collect
-    python experiments/run_records.py save --root="$ROOT" --records="$RECORDS" --runs="mnist_cpu*"
+    "$PYTHON" experiments/run_records.py save --root="$ROOT" --records="$RECORDS" --runs="mnist_cpu*"
     restore  # after the save, so that a restored run is not copied back onto its record
-    python experiments/collect.py --root="$ROOT" --name=mnist_cpu --curves --runs="mnist_cpu*" \
+    "$PYTHON" experiments/collect.py --root="$ROOT" --name=mnist_cpu --curves --runs="mnist_cpu*" \
       --matched-probes=experiments/results/mnist_cpu_matched_probes \
       --command="experiments/mnist_cpu.sh start (CONFIGS=$CONFIGS)" --merge \
       ${NOTES:+--notes="$NOTES"} ;;

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import sys
 
 import jax
 import numpy as np
@@ -11,6 +12,9 @@ from vdm_vae.model.config import EncoderConfig, LossConfig, ModelConfig
 from vdm_vae.model.vae import init_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The project's shell scripts run $PYTHON: the interpreter running the tests, so that they
+# work from a virtual environment that is not activated.
+os.environ["PYTHON"] = sys.executable
 
 # One persistent compilation cache for the test processes and every command they start: many
 # tests compile the same tiny programs in separate processes.

@@ -30,7 +30,7 @@ def _tiny_mnist(path):
 def test_quick_check_runs_every_phase_and_writes_what_the_device_sends_back(tmp_path):
     data, out = tmp_path / "mnist.npz", tmp_path / "out"
     _tiny_mnist(data)
-    result = subprocess.run([os.path.join(ROOT, "experiments", "gpu_check.sh"), "--quick",
+    result = subprocess.run([os.path.join(ROOT, "benchmarks", "gpu_check.sh"), "--quick",
                              "--data", str(data)], cwd=ROOT, capture_output=True, text=True,
                             env=dict(os.environ, OUT=str(out)), timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
