@@ -11,6 +11,7 @@ setup(
     version="0.1.0",
     description="Representation learning with a VAE whose decoder is a diffusion model (VDM).",
     packages=find_packages(include=["vdm_vae", "vdm_vae.*"]),
+    package_data={"vdm_vae": ["weights/*.npz"]},  # shipped weights (vdm_vae/pretrained.py)
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.4.30",

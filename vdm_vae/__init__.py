@@ -8,7 +8,7 @@ paying for jax's import.
 import importlib
 
 _PUBLIC = {
-    "load": ("vdm_vae.training.checkpoints", "load"),
+    "load": ("vdm_vae.pretrained", "load"),
     "VDMVAE": ("vdm_vae.model.vae", "VDMVAE"),
     "VAEOutput": ("vdm_vae.model.vae", "VAEOutput"),
     "init": ("vdm_vae.model.vae", "init_params"),
@@ -19,7 +19,7 @@ _PUBLIC = {
     "sample": ("vdm_vae.sampling", "sample"),
     "encode_to_noise": ("vdm_vae.sampling", "encode_to_noise"),
     "decode_from_noise": ("vdm_vae.sampling", "decode_from_noise"),
-    "load_fitted_prior": ("vdm_vae.evaluation.fitted_prior", "load_fitted_prior"),
+    "load_fitted_prior": ("vdm_vae.pretrained", "load_fitted_prior"),
 }
 
 __all__ = sorted(_PUBLIC)
