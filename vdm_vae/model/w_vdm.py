@@ -54,8 +54,9 @@ def gamma(c: PriorConfig, t):
 
 
 def bound_eps_fn(params, config: PriorConfig) -> EpsFn:
-    """eps_hat of WScoreNet(config) with `params` (the tree under "params")."""
-    return functools.partial(WScoreNet(config).apply, {"params": params})
+    """eps_hat of WScoreNet(config) with `params` (the tree under "params"); a free-standing
+    network (parent=None) even when called inside another module's method."""
+    return functools.partial(WScoreNet(config, parent=None).apply, {"params": params})
 
 
 def neg_elbo_terms(eps_fn: EpsFn, w: jax.Array, t: jax.Array, eps: jax.Array,
