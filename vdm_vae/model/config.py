@@ -90,6 +90,9 @@ class ModelConfig:
         entropy of q(w|x), an upper bound on KL(q(w|x) || p(w)) in expectation. Off: N(0, I)
         or the mixture.
       w_prior_vdm_hidden: width of that VDM's score MLP (3 layers, gamma linear from -10 to 8).
+      w_film: w also scales and shifts each score ResNet block's second GroupNorm,
+        GN(h) * (1 + s(w)) + b(w), s and b from a zero-initialised Dense of w (Diff-AE's AdaGN);
+        in both U-Nets. Off: w reaches the U-Net only through the time embedding.
     """
 
     image_shape: Tuple[int, int, int] = (28, 28, 1)
@@ -114,6 +117,7 @@ class ModelConfig:
     w_prior_components: int = 0
     w_prior_vdm: bool = False
     w_prior_vdm_hidden: int = 512
+    w_film: bool = False
     encoder: EncoderConfig = EncoderConfig()
     loss: LossConfig = LossConfig()
 
@@ -198,6 +202,8 @@ def _check_config(c: ModelConfig):
               "False when loss.free_bits or loss.mmd_weight is set (both act on the KL to N(0, I))")
     if c.w_prior_vdm_hidden < 1:
         _fail("w_prior_vdm_hidden", c.w_prior_vdm_hidden, "a positive int")
+    if c.w_film and not c.conditional:
+        _fail("w_film", c.w_film, "False without an encoder (there is no w)")
     loss = c.loss
     for name in ("beta", "free_bits", "capacity", "mmd_weight"):
         if getattr(loss, name) < 0:
