@@ -23,7 +23,7 @@ HIDDEN = 32
 
 def _joint_model(perturb_prior: bool = True, **overrides):
     """A tiny model with the w-VDM prior, a non-trivial encoder and (optionally) a non-zero
-    score network of the prior."""
+    score MLP of the prior."""
     config = tiny_config("conv", w_prior_vdm=True, w_prior_vdm_hidden=HIDDEN, **overrides)
     params = dict(init_params(config, jax.random.PRNGKey(1))["params"])
     params["encoder"] = perturb(params["encoder"], seed=3)
@@ -69,43 +69,90 @@ def test_the_kl_term_estimates_the_fitted_priors_bound_on_the_same_codes_and_pri
     assert abs(diff.mean()) < 4 * np.sqrt(var.sum()) / len(var)  # pooled over the examples
 
 
-def test_with_a_zero_score_the_kl_term_averages_above_the_exact_kl():
-    """At initialisation the prior's score network is zero, and p_psi is then Gaussian:
-    N(0, (1 + 2 e^{gamma_1}) I) in the continuous-time limit. The model's KL term averages to
-    the closed form of its expected bound (the diffusion term is 0.5 gamma' ||eps||^2), and that
-    is above the exact KL(q(w|x) || p_psi) by the bound's small gap."""
+def _expected_bound_and_exact_kl(m, v, c: w_vdm.PriorConfig):
+    """With a zero score MLP: the expected KL bound E_q[neg_elbo] - H[q] in closed form, and
+    the exact KL(q || p_psi) [B] for q = N(m, v) [B,D].
+
+    eps_hat is then 0, or sigma_t z_t with the normal base, and p_psi is Gaussian in the
+    continuous-time limit: N(0, (1 + 2 e^{gamma_max}) I), or N(0, (1 + 2 e^{gamma_min}) I) (the
+    reverse process of w ~ N(0, I) with its exact score; 1 + 2 e^gamma adds the decoder's
+    variance e^{gamma_0} to that of z_0 / alpha_0).
+    """
+    g0, g1, d = c.gamma_min, c.gamma_max, m.shape[-1]
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    var1, w_sq = sigmoid(g1), np.sum(m ** 2 + v, -1)
+    bound = (0.5 * d * (np.log(2 * np.pi) + g0 + 1)
+             + 0.5 * np.sum((1 - var1) * (m ** 2 + v) + var1 - np.log(var1) - 1, -1)
+             - 0.5 * np.sum(1 + np.log(2 * np.pi) + np.log(v), -1))
+    if c.normal_base:  # E||alpha_t^2 eps - sigma_t alpha_t w||^2, integrated over d gamma / 2
+        alpha2_sigma2 = sigmoid(-g0) - sigmoid(-g1)  # int alpha^2 sigma^2 d gamma
+        alpha4 = np.log1p(np.exp(-g0)) - np.log1p(np.exp(-g1)) - alpha2_sigma2
+        bound = bound + 0.5 * (d * alpha4 + w_sq * alpha2_sigma2)
+        prior_var = 1 + 2 * np.exp(g0)
+    else:  # E||eps||^2 = d
+        bound = bound + 0.5 * (g1 - g0) * d
+        prior_var = 1 + 2 * np.exp(g1)
+    exact = np.sum(0.5 * np.log(prior_var / v) + (v + m ** 2) / (2 * prior_var) - 0.5, -1)
+    return bound, exact
+
+
+def _codes(seed, n=4, d=W_DIM):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), np.exp(rng.normal(-1.0, 0.5, size=(n, d)))
+
+
+@pytest.mark.parametrize("normal_base", [False, True])
+def test_with_a_zero_mlp_the_kl_bound_is_its_closed_form_and_above_the_exact_kl(normal_base):
+    """fitted_prior.kl_to_prior_bound (the estimate the model's term equals, above) against the
+    closed forms of a zero score MLP: it averages to the expected bound, which lies above the
+    exact KL to p_psi by a small gap. Without the normal base p_psi is nearly flat (variance
+    1 + 2 e^8); with it, N(0, I) up to e^{-10}."""
+    c = w_vdm.PriorConfig(w_dim=W_DIM, hidden=HIDDEN, normal_base=normal_base)
+    params = w_vdm.WScoreNet(c).init(KEY, jnp.zeros((1, W_DIM)), jnp.zeros((1,)))["params"]
+    m, v = _codes(6)
+    repeats = 2048
+    mean, logvar = (jnp.tile(jnp.asarray(x, jnp.float32), (repeats, 1)) for x in (m, np.log(v)))
+    est = fitted_prior.kl_to_prior_bound(params, mean, logvar, KEY, c, draws=4)
+    est = np.asarray(est, np.float64).reshape(repeats, -1)
+    bound, exact = _expected_bound_and_exact_kl(m, v, c)
+    stderr = est.std(0) / np.sqrt(repeats)
+    assert np.all(np.abs(est.mean(0) - bound) < 5 * stderr)
+    gap = bound - exact
+    assert np.all(gap > 0) and np.all(gap < (0.2 * W_DIM if not normal_base else 0.01))
+
+
+def test_the_joint_prior_starts_as_n01_and_the_kl_term_averages_to_its_closed_form():
+    """At initialisation (zero score MLP on the normal base) the model's KL term averages to the
+    closed form of its expected bound, within a small gap of the KL to N(0, I) that the default
+    model pays."""
     config, variables = _joint_model(perturb_prior=False)
     images = random_images(1, 4)
     model_kl = _kl_draws(config, variables, images, draws=256)
     mean, logvar = VDMVAE(config).apply(variables, images, method=VDMVAE.encode)
     m, v = np.asarray(mean, np.float64), np.exp(np.asarray(logvar, np.float64))
-    c = joint_prior_config(config)
-    g0, g1, d = c.gamma_min, c.gamma_max, W_DIM
-    var1 = 1 / (1 + np.exp(-g1))
-    expected_bound = (0.5 * d * (np.log(2 * np.pi) + g0 + 1)
-                      + 0.5 * np.sum((1 - var1) * (m ** 2 + v) + var1 - np.log(var1) - 1, -1)
-                      + 0.5 * (g1 - g0) * d
-                      - 0.5 * np.sum(1 + np.log(2 * np.pi) + np.log(v), -1))
+    bound, exact = _expected_bound_and_exact_kl(m, v, joint_prior_config(config))
     stderr = model_kl.std(0) / np.sqrt(len(model_kl))
-    assert np.all(np.abs(model_kl.mean(0) - expected_bound) < 5 * stderr)
-
-    prior_var = 1 + 2 * np.exp(g1)
-    exact = np.sum(0.5 * np.log(prior_var / v) + (v + m ** 2) / (2 * prior_var) - 0.5, -1)
-    gap = expected_bound - exact
-    assert np.all(gap > 0) and np.all(gap < 0.3 * d)
+    assert np.all(np.abs(model_kl.mean(0) - bound) < 5 * stderr)
+    kl_standard = np.sum(0.5 * (m ** 2 + v - 1 - np.log(v)), -1)
+    assert np.all(bound > exact) and np.all(np.abs(bound - kl_standard) < 0.01)
 
 
-def test_with_a_zero_score_the_sampler_draws_the_gaussian_of_its_chain():
-    """The ancestral sampler with eps_hat = 0 is a linear-Gaussian chain; the variance of its
-    draws is the chain's, v_s = v_t + e^{gamma_s} (1 - e^{gamma_s - gamma_t}) from
-    v_1 = 1 + e^{gamma_1} (per unit of alpha^2)."""
-    config, variables = _joint_model(perturb_prior=False)
-    c, steps = joint_prior_config(config), 200
-    draws = np.asarray(draw_prior_w(variables, config, 4000, KEY), np.float64)
+@pytest.mark.parametrize("normal_base", [False, True])
+def test_with_a_zero_mlp_the_sampler_draws_the_gaussian_of_its_chain(normal_base):
+    """With a zero score MLP the ancestral sampler is a linear-Gaussian chain,
+    z_s = a z_t + sigma_s sqrt(c) n with a = alpha_s / alpha_t (1 - sigma_t^2 c [normal base]):
+    its draws have the chain's variance."""
+    c, steps = w_vdm.PriorConfig(w_dim=W_DIM, hidden=HIDDEN, normal_base=normal_base), 200
+    params = w_vdm.WScoreNet(c).init(KEY, jnp.zeros((1, W_DIM)), jnp.zeros((1,)))["params"]
+    draws = np.asarray(w_vdm.sample_w(params, KEY, config=c, num=4000, steps=steps), np.float64)
     gammas = c.gamma_min + (c.gamma_max - c.gamma_min) * np.arange(steps + 1) / steps
-    var = 1 + np.exp(gammas[-1])
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    var = 1.0  # of z_1
     for g_s, g_t in zip(gammas[-2::-1], gammas[:0:-1], strict=True):
-        var += np.exp(g_s) * (1 - np.exp(g_s - g_t))
+        cc = -np.expm1(g_s - g_t)
+        a = np.sqrt(sigmoid(-g_s) / sigmoid(-g_t)) * (1 - normal_base * sigmoid(g_t) * cc)
+        var = a ** 2 * var + sigmoid(g_s) * cc
+    var /= sigmoid(-gammas[0])  # w = z_0 / alpha_0
     np.testing.assert_allclose(draws.var(), var, rtol=0.05)
     assert abs(draws.mean()) < 4 * np.sqrt(var / draws.size)
 

@@ -238,8 +238,10 @@ def _normal(rng: jax.Array, shape, example_ids: Optional[jax.Array]) -> jax.Arra
 
 
 def joint_prior_config(config: ModelConfig) -> w_vdm.PriorConfig:
-    """The w-space VDM of a model with config.w_prior_vdm (defaults of the fitted prior)."""
-    return w_vdm.PriorConfig(w_dim=config.w_dim, hidden=config.w_prior_vdm_hidden)
+    """The w-space VDM of a model with config.w_prior_vdm: the fitted prior's, on a normal base
+    (it starts as N(0, I), the default prior, and learns a correction to it)."""
+    return w_vdm.PriorConfig(w_dim=config.w_dim, hidden=config.w_prior_vdm_hidden,
+                             normal_base=True)
 
 
 def init_params(config: ModelConfig, rng: jax.Array, batch: int = 2) -> dict:

@@ -25,13 +25,21 @@ EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class PriorConfig:
-    """Size and schedule of the w-space VDM (fixed linear gamma)."""
+    """Size and schedule of the w-space VDM (fixed linear gamma).
+
+    Attributes:
+      normal_base: eps_hat = sigma_t z_t + MLP(z_t, t). sigma_t z_t is the exact noise
+        prediction for w ~ N(0, I), so the MLP learns a correction to that prior (LSGM's mixed
+        score) and, zero at initialisation, starts p_psi at N(0, (1 + 2 e^{gamma_min}) I).
+        False: eps_hat = MLP, which starts p_psi at N(0, (1 + 2 e^{gamma_max}) I).
+    """
 
     w_dim: int
     hidden: int = 512
     n_layers: int = 3
     gamma_min: float = -10.0
     gamma_max: float = 8.0
+    normal_base: bool = False
 
 
 class WScoreNet(nn.Module):
@@ -53,6 +61,15 @@ def gamma(c: PriorConfig, t):
     return c.gamma_min + (c.gamma_max - c.gamma_min) * t
 
 
+def predict_eps(eps_fn: EpsFn, z: jax.Array, t: jax.Array, config: PriorConfig) -> jax.Array:
+    """eps_hat [B,D] of z_t [B,D] at t [B]: the network's output, plus sigma_t z_t with
+    config.normal_base."""
+    eps_hat = eps_fn(z, t)
+    if config.normal_base:
+        eps_hat = eps_hat + jnp.sqrt(jax.nn.sigmoid(gamma(config, t)))[:, None] * z
+    return eps_hat
+
+
 def bound_eps_fn(params, config: PriorConfig) -> EpsFn:
     """eps_hat of WScoreNet(config) with `params` (the tree under "params"); a free-standing
     network (parent=None) even when called inside another module's method."""
@@ -62,6 +79,8 @@ def bound_eps_fn(params, config: PriorConfig) -> EpsFn:
 def neg_elbo_terms(eps_fn: EpsFn, w: jax.Array, t: jax.Array, eps: jax.Array,
                    config: PriorConfig) -> jax.Array:
     """Upper bound on -log p_psi(w) in nats at given t [B] and eps [B,D]: [B,D] -> [B].
+
+    eps_fn is the score network (predict_eps adds the normal base where configured).
 
     The reconstruction and prior terms are in closed form; the continuous-time diffusion loss
     0.5 gamma'(t) ||eps - eps_hat(z_t, t)||^2 is the one-draw estimate. Unbiased for the
@@ -75,7 +94,7 @@ def neg_elbo_terms(eps_fn: EpsFn, w: jax.Array, t: jax.Array, eps: jax.Array,
     prior = 0.5 * jnp.sum((1 - var1) * w ** 2 + var1 - np.log(var1) - 1.0, axis=-1)
     var_t = jax.nn.sigmoid(gamma(c, t))[:, None]
     z_t = jnp.sqrt(1 - var_t) * w + jnp.sqrt(var_t) * eps
-    eps_hat = eps_fn(z_t, t)
+    eps_hat = predict_eps(eps_fn, z_t, t, c)
     diff = 0.5 * (c.gamma_max - c.gamma_min) * jnp.sum((eps - eps_hat) ** 2, axis=-1)
     return recon + prior + diff
 
@@ -101,7 +120,7 @@ def ancestral_samples(eps_fn: EpsFn, rng: jax.Array, config: PriorConfig, num: i
     def body(i, z):
         t, s = (steps - i) / steps, (steps - i - 1) / steps
         g_t, g_s = gamma(config, t), gamma(config, s)
-        eps_hat = eps_fn(z, jnp.full((num,), t))
+        eps_hat = predict_eps(eps_fn, z, jnp.full((num,), t), config)
         c = -jnp.expm1(g_s - g_t)
         mean = jnp.sqrt(jax.nn.sigmoid(-g_s) / jax.nn.sigmoid(-g_t)) * (
             z - jnp.sqrt(jax.nn.sigmoid(g_t)) * c * eps_hat)
