@@ -85,10 +85,10 @@ class ModelConfig:
         mixture of K diagonal Gaussians learned with the model (vdm_vae/model/mixture_prior.py),
         the KL estimated from the decoder's draw of w (exact entropy, sampled cross-entropy).
       w_prior_vdm: the prior p(w) is a small continuous-time VDM on w learned with the model
-        (vdm_vae/model/w_vdm.py, the model of the prior fitted after training; LSGM's latent
-        prior): the KL term is its negative ELBO at the decoder's draw of w minus the exact
-        entropy of q(w|x), an upper bound on KL(q(w|x) || p(w)) in expectation. Off: N(0, I)
-        or the mixture.
+        (vdm_vae/model/w_vdm.py, the model of the prior fitted after training on a normal base,
+        so that it starts as N(0, I); LSGM's latent prior): the KL term is its negative ELBO at
+        the decoder's draw of w minus the exact entropy of q(w|x), an upper bound on
+        KL(q(w|x) || p(w)) in expectation. Off: N(0, I) or the mixture.
       w_prior_vdm_hidden: width of that VDM's score MLP (3 layers, gamma linear from -10 to 8).
       w_film: w also scales and shifts each score ResNet block's second GroupNorm,
         GN(h) * (1 + s(w)) + b(w), s and b from a zero-initialised Dense of w (Diff-AE's AdaGN);
