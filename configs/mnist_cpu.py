@@ -63,6 +63,18 @@ VARIANTS = {
     "c60_w128_d2": ("60-nat target, 128-dimensional w, two layers per encoder block", MAIN,
                     {"model.loss.capacity": 60.0, "model.encoder.w_dim": 128,
                      "model.encoder.layers_per_block": 2}),
+    "joint": ("a w-space VDM prior learned with the model, no capacity target", MAIN,
+              {"model.w_prior_vdm": True, "model.loss.capacity": 0.0}),
+    "joint_c10": ("a w-space VDM prior learned with the model, with the 10-nat target", MAIN,
+                  {"model.w_prior_vdm": True}),
+    "joint_w128": ("a w-space VDM prior learned with the model, 128-dimensional w, no target",
+                   MAIN, {"model.w_prior_vdm": True, "model.loss.capacity": 0.0,
+                          "model.encoder.w_dim": 128}),
+    "film": ("w also scales and shifts each score block's GroupNorm (AdaGN)", MAIN,
+             {"model.w_film": True}),
+    "joint_film": ("the learned w-space VDM prior and AdaGN, no capacity target", MAIN,
+                   {"model.w_prior_vdm": True, "model.loss.capacity": 0.0,
+                    "model.w_film": True}),
 }
 
 

@@ -193,8 +193,9 @@ def sample(params, w: Optional[jax.Array] = None, *, config: ModelConfig, rng: j
     Args:
       params: model parameters (EMA params from `load`, or variables from `init`).
       w: [B, w_dim] codes, e.g. from `encode` for guided generation. None: drawn from the
-        model's prior, N(0, I) or its learned mixture (or from fitted_prior), for fully generative
-        samples; always None for an unconditional model. With w None, give num_samples.
+        model's prior, N(0, I), its learned mixture or its learned w-space VDM (or from
+        fitted_prior), for fully generative samples; always None for an unconditional model.
+        With w None, give num_samples.
       config: the model's ModelConfig.
       rng: PRNGKey; the same key gives the same images.
       num_steps: T, the number of reverse steps (network evaluations), an int >= 1.
@@ -318,8 +319,9 @@ def decode_from_noise(params, z_1: jax.Array, w: Optional[jax.Array] = None, *,
 
 def draw_prior_w(params, config: ModelConfig, num: int, rng: jax.Array,
                  fitted_prior=None) -> jax.Array:
-    """w [num, w_dim] from the model's prior (N(0, I) or its learned mixture), or from a prior
-    fitted after training, fitted_prior = (params, PriorConfig) (`vdm_vae.load_fitted_prior`)."""
+    """w [num, w_dim] from the model's prior (N(0, I), its learned mixture or its learned w-space
+    VDM, by that VDM's ancestral sampler), or from a prior fitted after training,
+    fitted_prior = (params, PriorConfig) (`vdm_vae.load_fitted_prior`)."""
     if fitted_prior is None:
         return _model_prior_w(as_variables(params), rng, config=config, num=num)
     from vdm_vae.evaluation.fitted_prior import sample_w

@@ -1,4 +1,5 @@
-"""A learned prior p_psi(w): a small continuous-time VDM on w-space, fitted to q(w).
+"""A learned prior p_psi(w) fitted to q(w) after training: a small continuous-time VDM on
+w-space (vdm_vae/model/w_vdm.py, the same model as the prior learned with the model).
 
 Its negative ELBO bounds -log p_psi(w) (a Gaussian decoder p(w|z_0) makes it a density), so
 KL(q(w|x) || p_psi) <= -H(q(w|x)) + E_q[bound], and the image bound stays honest.
@@ -8,75 +9,22 @@ import dataclasses
 import functools
 import json
 import os
-from typing import Optional, Tuple
+from typing import Tuple
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vdm_vae.model.unet import timestep_embedding
+from vdm_vae.model.diffusion import gaussian_entropy
+from vdm_vae.model.w_vdm import PriorConfig, WScoreNet, neg_elbo, sample_w
 from vdm_vae.runtime import atomic
 from vdm_vae.runtime.progress import Progress
 
-
-@dataclasses.dataclass(frozen=True)
-class PriorConfig:
-    """Size and schedule of the w-space VDM (fixed linear gamma)."""
-
-    w_dim: int
-    hidden: int = 512
-    n_layers: int = 3
-    gamma_min: float = -10.0
-    gamma_max: float = 8.0
-
-
-class WScoreNet(nn.Module):
-    """MLP eps_hat(z_t, t): [B,D], [B] -> [B,D]."""
-
-    config: PriorConfig
-
-    @nn.compact
-    def __call__(self, z: jax.Array, t: jax.Array) -> jax.Array:
-        c = self.config
-        h = jnp.concatenate([z, timestep_embedding(t, 64)], axis=-1)
-        for i in range(c.n_layers):
-            h = nn.swish(nn.Dense(c.hidden, name=f"dense{i}")(h))
-        return nn.Dense(c.w_dim, kernel_init=nn.initializers.zeros, name="out")(h)
-
-
-def _gamma(c: PriorConfig, t):
-    return c.gamma_min + (c.gamma_max - c.gamma_min) * t
-
-
-def neg_elbo(params, w: jax.Array, rng: jax.Array, config: PriorConfig,
-             t: Optional[jax.Array] = None) -> jax.Array:
-    """Upper bound on -log p_psi(w) in nats, per example: [B,D] -> [B].
-
-    t: optional [B] diffusion times (default: antithetic over the batch).
-    """
-    c, d = config, w.shape[-1]
-    rng_t, rng_eps = jax.random.split(rng)
-    g0, g1 = _gamma(c, 0.0), _gamma(c, 1.0)
-    # -log N(w; z_0/alpha_0, e^{gamma_0}) averaged over z_0 ~ q(z_0|w), in closed form.
-    recon = 0.5 * d * (np.log(2 * np.pi) + g0 + 1.0)
-    var1 = 1.0 / (1.0 + np.exp(-g1))
-    prior = 0.5 * jnp.sum((1 - var1) * w ** 2 + var1 - np.log(var1) - 1.0, axis=-1)
-    if t is None:
-        t = jnp.mod(jax.random.uniform(rng_t) + jnp.arange(w.shape[0]) / w.shape[0], 1.0)
-    var_t = jax.nn.sigmoid(_gamma(c, t))[:, None]
-    eps = jax.random.normal(rng_eps, w.shape)
-    z_t = jnp.sqrt(1 - var_t) * w + jnp.sqrt(var_t) * eps
-    eps_hat = WScoreNet(c).apply({"params": params}, z_t, t)
-    diff = 0.5 * (c.gamma_max - c.gamma_min) * jnp.sum((eps - eps_hat) ** 2, axis=-1)
-    return recon + prior + diff
-
-
-def gaussian_entropy(logvar: jax.Array) -> jax.Array:
-    """Entropy of N(mean, exp(logvar)) in nats: [B,D] -> [B]."""
-    return 0.5 * jnp.sum(1.0 + np.log(2 * np.pi) + logvar, axis=-1)
+# The w-space VDM's maths live in vdm_vae/model/w_vdm.py; these names stay importable here.
+__all__ = ["PriorConfig", "WScoreNet", "neg_elbo", "sample_w", "kl_to_prior_bound", "fit",
+           "save", "load", "load_fitted_prior"]
 
 
 @functools.partial(jax.jit, static_argnames=("config", "draws"))
@@ -95,25 +43,6 @@ def kl_to_prior_bound(params, mean, logvar, rng, config: PriorConfig, draws: int
         w = mean + jnp.exp(0.5 * logvar) * jax.random.normal(r_w, mean.shape)
         total = total + neg_elbo(params, w, r_elbo, config, t=jnp.mod(u + k / draws, 1.0))
     return total / draws - gaussian_entropy(logvar)
-
-
-@functools.partial(jax.jit, static_argnames=("config", "num", "steps"))
-def sample_w(params, rng: jax.Array, *, config: PriorConfig, num: int, steps: int = 200):
-    """Ancestral samples of p_psi(w): [num, w_dim]."""
-    rng_z, rng_loop = jax.random.split(rng)
-
-    def body(i, z):
-        t, s = (steps - i) / steps, (steps - i - 1) / steps
-        g_t, g_s = _gamma(config, t), _gamma(config, s)
-        eps_hat = WScoreNet(config).apply({"params": params}, z, jnp.full((num,), t))
-        c = -jnp.expm1(g_s - g_t)
-        mean = jnp.sqrt(jax.nn.sigmoid(-g_s) / jax.nn.sigmoid(-g_t)) * (
-            z - jnp.sqrt(jax.nn.sigmoid(g_t)) * c * eps_hat)
-        noise = jax.random.normal(jax.random.fold_in(rng_loop, i), z.shape)
-        return mean + jnp.sqrt(jax.nn.sigmoid(g_s) * c) * noise
-
-    z0 = jax.lax.fori_loop(0, steps, body, jax.random.normal(rng_z, (num, config.w_dim)))
-    return z0 / jnp.sqrt(jax.nn.sigmoid(-_gamma(config, 0.0)))
 
 
 def fit(mean: np.ndarray, logvar: np.ndarray, config: PriorConfig, steps: int, batch: int,

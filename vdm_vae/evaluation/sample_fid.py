@@ -3,11 +3,11 @@
   python -m vdm_vae.evaluation.sample_fid --workdir=runs/mnist_cpu --prior=standard \
       --num_samples=5000 --steps=100
 
---prior: `standard` draws w from N(0, I) (the only choice for a run without an encoder),
-`learned` from the prior that `python -m vdm_vae.evaluation.fit_prior` saved. Chunk i of --batch
-images
-always uses the key fold_in(PRNGKey(--seed), i), so the samples are the same however the work is
-split or interrupted. Each chunk is written atomically to
+--prior: `standard` draws w from the model's own prior, N(0, I) unless the run learned one with
+the model (`model.w_prior_components`, `model.w_prior_vdm`), and is the only choice for a run
+without an encoder; `learned` from the prior that `python -m vdm_vae.evaluation.fit_prior` saved.
+Chunk i of --batch images always uses the key fold_in(PRNGKey(--seed), i), so the samples are
+the same however the work is split or interrupted. Each chunk is written atomically to
 workdir/eval/fid_<prior>_T<steps>/chunk_<i>.npz; a restarted command samples only the missing
 ones. The same command may run in several processes at once (e.g. one per core, under
 `taskset`): each claims a chunk with a lock file before sampling it, then, the same way, before

@@ -51,7 +51,8 @@ class LossConfig:
     Attributes:
       beta: weight of KL(q(w|x) || N(0, I)); 1 is the ELBO, 0 an unregularised encoder.
       free_bits: KL floor in nats per dimension of w (0 = off).
-      capacity: target KL in nats; the objective uses beta * |KL - capacity| when > 0.
+      capacity: target KL in nats; the objective uses beta * |KL - capacity| when > 0 (with a
+        w-space VDM prior, for the encoder only: the prior minimises the plain KL).
       mmd_weight: weight of an MMD penalty between the aggregate posterior and N(0, I).
     """
 
@@ -83,6 +84,15 @@ class ModelConfig:
       w_prior_components: the prior p(w). 0: N(0, I), the KL of w in closed form. K >= 1: a
         mixture of K diagonal Gaussians learned with the model (vdm_vae/model/mixture_prior.py),
         the KL estimated from the decoder's draw of w (exact entropy, sampled cross-entropy).
+      w_prior_vdm: the prior p(w) is a small continuous-time VDM on w learned with the model
+        (vdm_vae/model/w_vdm.py, the model of the prior fitted after training on a normal base,
+        so that it starts as N(0, I); LSGM's latent prior): the KL term is its negative ELBO at
+        the decoder's draw of w minus the exact entropy of q(w|x), an upper bound on
+        KL(q(w|x) || p(w)) in expectation. Off: N(0, I) or the mixture.
+      w_prior_vdm_hidden: width of that VDM's score MLP (3 layers, gamma linear from -10 to 8).
+      w_film: w also scales and shifts each score ResNet block's second GroupNorm,
+        GN(h) * (1 + s(w)) + b(w), s and b from a zero-initialised Dense of w (Diff-AE's AdaGN);
+        in both U-Nets. Off: w reaches the U-Net only through the time embedding.
     """
 
     image_shape: Tuple[int, int, int] = (28, 28, 1)
@@ -105,12 +115,20 @@ class ModelConfig:
     sm_ch_mult: Tuple[int, ...] = (1,)
     w_min_gamma: Optional[float] = None
     w_prior_components: int = 0
+    w_prior_vdm: bool = False
+    w_prior_vdm_hidden: int = 512
+    w_film: bool = False
     encoder: EncoderConfig = EncoderConfig()
     loss: LossConfig = LossConfig()
 
     @property
     def conditional(self) -> bool:
         return self.encoder.kind != "none"
+
+    @property
+    def learned_w_prior(self) -> bool:
+        """p(w) has parameters of the model (the mixture or the w-space VDM), not N(0, I)."""
+        return bool(self.w_prior_components) or self.w_prior_vdm
 
     @property
     def w_dim(self) -> int:
@@ -174,6 +192,18 @@ def _check_config(c: ModelConfig):
     if c.w_prior_components and (c.loss.free_bits or c.loss.mmd_weight):
         _fail("w_prior_components", c.w_prior_components,
               "0 when loss.free_bits or loss.mmd_weight is set (both act on the KL to N(0, I))")
+    if c.w_prior_vdm and not c.conditional:
+        _fail("w_prior_vdm", c.w_prior_vdm, "False without an encoder (there is no w)")
+    if c.w_prior_vdm and c.w_prior_components:
+        _fail("w_prior_vdm", c.w_prior_vdm,
+              f"False with w_prior_components={c.w_prior_components} (one prior at a time)")
+    if c.w_prior_vdm and (c.loss.free_bits or c.loss.mmd_weight):
+        _fail("w_prior_vdm", c.w_prior_vdm,
+              "False when loss.free_bits or loss.mmd_weight is set (both act on the KL to N(0, I))")
+    if c.w_prior_vdm_hidden < 1:
+        _fail("w_prior_vdm_hidden", c.w_prior_vdm_hidden, "a positive int")
+    if c.w_film and not c.conditional:
+        _fail("w_film", c.w_film, "False without an encoder (there is no w)")
     loss = c.loss
     for name in ("beta", "free_bits", "capacity", "mmd_weight"):
         if getattr(loss, name) < 0:

@@ -73,6 +73,11 @@ def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
     return 0.5 * (jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
 
 
+def gaussian_entropy(logvar: jax.Array) -> jax.Array:
+    """Entropy in nats of N(mean, diag(exp(logvar))): [B,D] -> [B]."""
+    return 0.5 * jnp.sum(1.0 + np.log(2 * np.pi) + logvar, axis=-1)
+
+
 def bits_per_dim_factor(image_shape) -> float:
     """Converts nats per image to bits per dimension."""
     return 1.0 / (float(np.prod(image_shape)) * np.log(2.0))

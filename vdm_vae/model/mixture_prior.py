@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vdm_vae.model.diffusion import gaussian_entropy
+
 INIT_MEAN_SCALE = 0.05
 
 
@@ -59,11 +61,10 @@ class MixturePrior(nn.Module):
     __call__ = log_prob
 
 
-def gaussian_entropy(logvar: jax.Array) -> jax.Array:
-    """Entropy in nats of N(mu, diag(exp(logvar))), logvar [B, D]: [B]."""
-    return 0.5 * jnp.sum(1.0 + math.log(2 * math.pi) + logvar, axis=-1)
-
-
 def kl_estimate(log_prior_w: jax.Array, logvar: jax.Array) -> jax.Array:
-    """One-draw KL(q(w|x) || p(w)) [B] from log p(w) [B] at w ~ q(w|x) and q's logvar [B, D]."""
+    """One-draw KL(q(w|x) || p(w)) [B] from log p(w) [B] at w ~ q(w|x) and q's logvar [B, D].
+
+    With a bound -log p(w) <= B(w) in place of -log p(w) (log_prior_w = -B(w)), an upper bound
+    on the KL in expectation.
+    """
     return -gaussian_entropy(logvar) - log_prior_w

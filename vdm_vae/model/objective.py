@@ -43,15 +43,34 @@ def training_objective(out: VAEOutput, loss: LossConfig, image_shape: Sequence[i
                        beta: jax.Array) -> jax.Array:
     """Batch-mean objective in bits/dim: VDM terms + beta * KL term (+ MMD), a scalar.
 
-    With beta = 1 and no free bits, capacity or MMD it equals mean(bpd).
+    With beta = 1 and no free bits, capacity or MMD it equals mean(bpd), gradient included.
+    A w-space VDM prior (out.kl_w_fit set) learns from the KL term at weight 1 whatever beta
+    and the capacity target: the encoder sees beta * |KL - capacity|, the prior minimises its
+    own bound on the codes (a prior that the capacity could reward for fitting worse would
+    meet the target without the code carrying more).
     """
     k = bits_per_dim_factor(image_shape)
     vdm = out.loss_recon + out.loss_klz + out.loss_diff
     if loss.free_bits > 0:  # per-dimension floors: on the KL to N(0, I), the only prior they allow
-        kl = kl_objective(out.kl_w_per_dim, loss.free_bits, loss.capacity)
+        kl_term = beta * kl_objective(out.kl_w_per_dim, loss.free_bits, loss.capacity)
+    elif out.kl_w_fit is not None:
+        kl_term = joint_prior_kl_objective(out.kl_w, out.kl_w_fit, loss.capacity, beta)
     else:
-        kl = capacity_objective(out.kl_w, loss.capacity)
-    return jnp.mean(vdm + beta * kl) * k + loss.mmd_weight * out.mmd_w
+        kl_term = beta * capacity_objective(out.kl_w, loss.capacity)
+    return jnp.mean(vdm + kl_term) * k + loss.mmd_weight * out.mmd_w
+
+
+def joint_prior_kl_objective(kl: jax.Array, kl_fit: jax.Array, capacity: float,
+                             beta: jax.Array) -> jax.Array:
+    """The KL term under a w-space VDM prior: [B], [B] -> [B].
+
+    kl (gradient to encoder and prior) and kl_fit (the same value, gradient to the prior) give
+    beta * capacity_objective(KL) for the encoder and the plain KL for the prior. With beta = 1
+    and capacity 0 its value and gradient are those of kl.
+    """
+    prior_fit = kl_fit - jax.lax.stop_gradient(kl_fit)  # value 0, gradient to the prior only
+    kl_encoder = kl - prior_fit  # the value of kl, gradient to the encoder only
+    return beta * capacity_objective(kl_encoder, capacity) + prior_fit
 
 
 def kl_objective(kl_per_dim: jax.Array, free_bits: float, capacity: float) -> jax.Array:

@@ -48,16 +48,22 @@ def _conv(features: int, name: str, dtype, zero: bool = False) -> Conv3x3:
 
 
 class ResnetBlock(nn.Module):
-    """GroupNorm-swish-conv, + cond_proj(cond), GroupNorm-swish-dropout-conv, + shortcut."""
+    """GroupNorm-swish-conv, + cond_proj(cond), GroupNorm-swish-dropout-conv, + shortcut.
+
+    Given w (config.w_film), the second GroupNorm's output is scaled and shifted by w,
+    GN(h) * (1 + s(w)) + b(w), [s, b] a zero-initialised Dense of w without bias (Diff-AE's
+    AdaGN): the block starts as it is without w_film, and w = 0 leaves it unchanged.
+    """
 
     config: ModelConfig
     out_ch: Optional[int] = None
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Parts, cond: jax.Array, deterministic: bool) -> jax.Array:
+    def __call__(self, x: Parts, cond: jax.Array, deterministic: bool,
+                 w: Optional[jax.Array] = None) -> jax.Array:
         """Args: x [B,H,W,C] or its channel parts (an up block's (h, skip): the concatenation
-        is never formed), cond [B,D]. Returns: [B,H,W,out_ch]."""
+        is never formed), cond [B,D], w [B,w_dim] or None. Returns: [B,H,W,out_ch]."""
         groups = self.config.sm_norm_groups
         parts = as_parts(x)
         in_ch = sum(p.shape[-1] for p in parts)
@@ -66,7 +72,13 @@ class ResnetBlock(nn.Module):
         h = _conv(out_ch, "conv1", self.dtype)(h)
         h = h + nn.Dense(out_ch, use_bias=False, kernel_init=nn.initializers.zeros,
                          dtype=self.dtype, name="cond_proj")(cond)[:, None, None, :]
-        h = nn.swish(GroupNorm(groups, dtype=self.dtype, name="GroupNorm_1")(h))
+        h = GroupNorm(groups, dtype=self.dtype, name="GroupNorm_1")(h)
+        if w is not None:
+            film = nn.Dense(2 * out_ch, use_bias=False, kernel_init=nn.initializers.zeros,
+                            dtype=self.dtype, name="w_film")(w.astype(jnp.float32))
+            scale, shift = jnp.split(film[:, None, None, :], 2, axis=-1)
+            h = h * (1.0 + scale) + shift
+        h = nn.swish(h)
         h = Dropout(self.config.sm_pdrop, name="Dropout_0")(h, deterministic)
         h = _conv(out_ch, "conv2", self.dtype, zero=True)(h)
         if in_ch != out_ch:
@@ -93,6 +105,20 @@ class AttnBlock(nn.Module):
         return x + h
 
 
+def gate_w(c: ModelConfig, g_t: jax.Array, cond: jax.Array, batch: int) -> jax.Array:
+    """cond [B,D], zeroed where gamma_t < c.w_min_gamma when that gate is set; g_t [B] or []."""
+    g_t = jnp.broadcast_to(jnp.reshape(g_t, (-1,)), (batch,))
+    if c.w_min_gamma is not None and c.conditional:
+        cond = jnp.where((g_t >= c.w_min_gamma)[:, None], cond, 0.0)
+    return cond
+
+
+def film_input(c: ModelConfig, g_t: jax.Array, cond: jax.Array, batch: int
+               ) -> Optional[jax.Array]:
+    """What each ResnetBlock's AdaGN sees: the gated w [B,D] with c.w_film, else None."""
+    return gate_w(c, g_t, cond, batch) if c.w_film else None
+
+
 def conditioning_embedding(c: ModelConfig, g_t: jax.Array, cond: jax.Array, batch: int,
                            dtype) -> jax.Array:
     """MLP of [timestep_embedding(t), cond], t the position of gamma_t in [gamma_min, gamma_max].
@@ -101,9 +127,8 @@ def conditioning_embedding(c: ModelConfig, g_t: jax.Array, cond: jax.Array, batc
     With c.w_min_gamma set, cond is zeroed where gamma_t < c.w_min_gamma.
     Args: g_t [B] or scalar; cond [B,D]. Returns: [B, 4 * sm_n_embd].
     """
+    cond = gate_w(c, g_t, cond, batch)
     g_t = jnp.broadcast_to(jnp.reshape(g_t, (-1,)), (batch,))
-    if c.w_min_gamma is not None and c.conditional:
-        cond = jnp.where((g_t >= c.w_min_gamma)[:, None], cond, 0.0)
     t = (g_t - c.gamma_min) / (c.gamma_max - c.gamma_min)
     temb = jnp.concatenate([timestep_embedding(t, c.sm_n_embd), cond.astype(jnp.float32)],
                            axis=1)
@@ -133,6 +158,7 @@ class ScoreUNet(nn.Module):
         dtype = jnp.dtype(c.compute_dtype)
         n_embd = c.sm_n_embd
         temb = conditioning_embedding(c, g_t, cond, z.shape[0], dtype)
+        w = film_input(c, g_t, cond, z.shape[0])
 
         h = z
         if c.with_fourier_features:
@@ -140,18 +166,19 @@ class ScoreUNet(nn.Module):
         h = _conv(n_embd, "conv_in", dtype)(h)
         hs = [h]
         for i in range(c.sm_n_layer):
-            h = ResnetBlock(c, n_embd, dtype, name=f"down.block_{i}")(hs[-1], temb, deterministic)
+            h = ResnetBlock(c, n_embd, dtype, name=f"down.block_{i}")(
+                hs[-1], temb, deterministic, w)
             if c.with_attention:
                 h = AttnBlock(c.sm_norm_groups, dtype, c.attention_impl, name=f"down.attn_{i}")(h)
             hs.append(h)
 
-        h = ResnetBlock(c, None, dtype, name="mid.block_1")(hs[-1], temb, deterministic)
+        h = ResnetBlock(c, None, dtype, name="mid.block_1")(hs[-1], temb, deterministic, w)
         h = AttnBlock(c.sm_norm_groups, dtype, c.attention_impl, name="mid.attn_1")(h)
-        h = ResnetBlock(c, None, dtype, name="mid.block_2")(h, temb, deterministic)
+        h = ResnetBlock(c, None, dtype, name="mid.block_2")(h, temb, deterministic, w)
 
         for i in range(c.sm_n_layer + 1):
-            h = ResnetBlock(c, n_embd, dtype, name=f"up.block_{i}")((h, hs.pop()), temb,
-                                                                   deterministic)
+            h = ResnetBlock(c, n_embd, dtype, name=f"up.block_{i}")(
+                (h, hs.pop()), temb, deterministic, w)
             if c.with_attention:
                 h = AttnBlock(c.sm_norm_groups, dtype, c.attention_impl, name=f"up.attn_{i}")(h)
 

@@ -5,7 +5,9 @@ halves the resolution between levels (28 -> 14 -> 7 for MNIST with `sm_ch_mult=(
 and widens the channels by `sm_ch_mult`, as the U-Nets of DDPM do: most of the compute moves to
 small feature maps, where a 3x3 convolution sees a larger part of the image. Everything else is
 the same: the ResnetBlock, the time embedding with w concatenated, Fourier features, the
-zero-initialised output and eps_hat = net(z) + z.
+zero-initialised output and eps_hat = net(z) + z. w reaches every resolution already: the
+embedding of (t, w) is projected into every ResnetBlock of every level (cond_proj), and with
+config.w_film w also modulates each block's second GroupNorm.
 """
 
 import flax.linen as nn
@@ -20,6 +22,7 @@ from vdm_vae.model.unet import (
     _conv,
     base2_fourier_features,
     conditioning_embedding,
+    film_input,
 )
 
 
@@ -63,6 +66,7 @@ class MultiResScoreUNet(nn.Module):
         dtype = jnp.dtype(c.compute_dtype)
         n_embd, levels = c.sm_n_embd, len(c.sm_ch_mult)
         temb = conditioning_embedding(c, g_t, cond, z.shape[0], dtype)
+        w = film_input(c, g_t, cond, z.shape[0])
 
         def attend(h, name):
             return AttnBlock(c.sm_norm_groups, dtype, c.attention_impl, name=name)(h)
@@ -74,21 +78,21 @@ class MultiResScoreUNet(nn.Module):
         for level, mult in enumerate(c.sm_ch_mult):
             for i in range(c.sm_n_layer):
                 h = ResnetBlock(c, n_embd * mult, dtype, name=f"down_{level}.block_{i}")(
-                    hs[-1], temb, deterministic)
+                    hs[-1], temb, deterministic, w)
                 if c.with_attention and level == levels - 1:
                     h = attend(h, f"down_{level}.attn_{i}")
                 hs.append(h)
             if level < levels - 1:
                 hs.append(Downsample(dtype, name=f"down_{level}.downsample")(hs[-1]))
 
-        h = ResnetBlock(c, None, dtype, name="mid.block_1")(hs[-1], temb, deterministic)
+        h = ResnetBlock(c, None, dtype, name="mid.block_1")(hs[-1], temb, deterministic, w)
         h = attend(h, "mid.attn_1")
-        h = ResnetBlock(c, None, dtype, name="mid.block_2")(h, temb, deterministic)
+        h = ResnetBlock(c, None, dtype, name="mid.block_2")(h, temb, deterministic, w)
 
         for level in reversed(range(levels)):
             for i in range(c.sm_n_layer + 1):
                 h = ResnetBlock(c, n_embd * c.sm_ch_mult[level], dtype,
-                                name=f"up_{level}.block_{i}")((h, hs.pop()), temb, deterministic)
+                                name=f"up_{level}.block_{i}")((h, hs.pop()), temb, deterministic, w)
                 if c.with_attention and level == levels - 1:
                     h = attend(h, f"up_{level}.attn_{i}")
             if level > 0:

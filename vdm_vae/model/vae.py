@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vdm_vae.model import diffusion, mixture_prior, objective
+from vdm_vae.model import diffusion, mixture_prior, objective, w_vdm
 from vdm_vae.model.config import ModelConfig
 from vdm_vae.model.encoder import Encoder
 from vdm_vae.model.schedules import make_schedule
@@ -24,12 +24,15 @@ class VAEOutput:
     loss_klz: jax.Array  # [B] KL(q(z_1|x) || N(0, I))
     loss_diff: jax.Array  # [B] diffusion loss given w
     kl_w: jax.Array  # [B] KL(q(w|x) || p(w)): closed form for N(0, I), else a one-draw estimate
+    # (with the w-space VDM prior, of an upper bound on it)
     kl_w_per_dim: jax.Array  # [B, w_dim] KL(q(w|x) || N(0, I)) per dimension; [B, 0] without an
-    # encoder or with a learned mixture prior (whose KL has no per-dimension form)
+    # encoder or with a learned prior (whose KL has no per-dimension form)
     mmd_w: jax.Array  # [] MMD^2 of the batch of w against N(0, I) (0 unless weighted)
     t: jax.Array  # [B] diffusion times used
     gamma_0: jax.Array  # []
     gamma_1: jax.Array  # []
+    kl_w_fit: Optional[jax.Array] = None  # [B] with the w-space VDM prior: kl_w's value, its
+    # gradient reaching only the prior's parameters (the objective fits the prior with it)
 
     @property
     def total(self) -> jax.Array:
@@ -42,9 +45,10 @@ class VDMVAE(nn.Module):
 
     Submodules `score_model` and `gamma` carry google-research/vdm's names, so an
     unconditional parameter tree of the original loads unchanged; `encoder` is added when
-    config.encoder.kind != "none", and `w_prior` with a mixture prior learned with the model
-    (config.w_prior_components > 0). With more than one entry in config.sm_ch_mult the score
-    model is the multi-resolution U-Net instead of the original's.
+    config.encoder.kind != "none", `w_prior` with a mixture prior learned with the model
+    (config.w_prior_components > 0) and `w_prior_vdm` with a w-space VDM prior learned with it
+    (config.w_prior_vdm). With more than one entry in config.sm_ch_mult the score model is the
+    multi-resolution U-Net instead of the original's.
     """
 
     config: ModelConfig
@@ -58,6 +62,8 @@ class VDMVAE(nn.Module):
         if self.config.w_prior_components:
             self.w_prior = mixture_prior.MixturePrior(self.config.w_prior_components,
                                                       self.config.w_dim)
+        if self.config.w_prior_vdm:
+            self.w_prior_vdm = w_vdm.WScoreNet(joint_prior_config(self.config))
 
     def gamma_scalar(self, t: float) -> jax.Array:
         """gamma(t) as a 0-d array."""
@@ -79,6 +85,9 @@ class VDMVAE(nn.Module):
         """num draws of w from the model's prior p(w): [num, w_dim]."""
         if self.config.w_prior_components:
             return self.w_prior.sample(rng, num)
+        if self.config.w_prior_vdm:
+            return w_vdm.sample_w(self.w_prior_vdm.variables["params"], rng,
+                                  config=joint_prior_config(self.config), num=num)
         return jax.random.normal(rng, (num, self.config.w_dim))
 
     def __call__(self, images: jax.Array, deterministic: bool = True,
@@ -92,7 +101,7 @@ class VDMVAE(nn.Module):
           deterministic: disables dropout.
           t: optional [B] times (default: sampled, antithetic if configured).
           w: optional [B,w_dim] code to condition on instead of a draw from q(w|x)
-            (the KL is still that of q(w|x), estimated from its own draw under a mixture
+            (the KL is still that of q(w|x), estimated from its own draw under a learned
             prior); used to measure how much the decoder uses w.
           example_ids: optional [B] global indices of the examples; the noise of example i is
             then drawn from a key folded with i, so a batch split over devices sees the same
@@ -112,6 +121,7 @@ class VDMVAE(nn.Module):
 
         if t is None:
             t = diffusion.sample_times(self.make_rng("sample"), batch, c.antithetic_time_sampling)
+        t_w = t  # the w-space VDM's time: uniform per example, continuous even where t is not
         if c.sm_n_timesteps > 0:
             t = jnp.ceil(t * c.sm_n_timesteps) / c.sm_n_timesteps
 
@@ -122,18 +132,22 @@ class VDMVAE(nn.Module):
 
         kl_w_per_dim = jnp.zeros((batch, 0), jnp.float32)
         kl_w = jnp.zeros((batch,), jnp.float32)
+        kl_w_fit = None
         with_mmd = c.conditional and w is None and c.loss.mmd_weight > 0
         if c.conditional:
             mean, logvar = self.encoder(f, t if c.encoder.time_conditioned else None)
-            if not c.w_prior_components:  # p(w) = N(0, I): the KL in closed form
+            if not c.learned_w_prior:  # p(w) = N(0, I): the KL in closed form
                 kl_w_per_dim = diffusion.gaussian_kl(mean, logvar)
                 kl_w = jnp.sum(kl_w_per_dim, axis=-1)
-            if w is None or c.w_prior_components:
+            if w is None or c.learned_w_prior:
                 eps_w = _normal(self.make_rng("sample"), mean.shape, example_ids)
                 w_q = mean + jnp.exp(0.5 * logvar) * eps_w
                 w = w_q if w is None else w
                 if c.w_prior_components:
                     kl_w = mixture_prior.kl_estimate(self.w_prior(w_q), logvar)
+                elif c.w_prior_vdm:
+                    eps_p = _normal(self.make_rng("sample"), mean.shape, example_ids)
+                    kl_w, kl_w_fit = self.joint_prior_kl(w_q, logvar, t_w, eps_p)
 
         g_t = self.gamma(t)
         var_t = nn.sigmoid(g_t)[:, None, None, None]
@@ -154,7 +168,27 @@ class VDMVAE(nn.Module):
 
         return VAEOutput(loss_recon=loss_recon, loss_klz=loss_klz, loss_diff=loss_diff,
                          kl_w=kl_w, kl_w_per_dim=kl_w_per_dim, mmd_w=mmd_w, t=t,
-                         gamma_0=g_0, gamma_1=g_1)
+                         gamma_0=g_0, gamma_1=g_1, kl_w_fit=kl_w_fit)
+
+    def joint_prior_kl(self, w_q: jax.Array, logvar: jax.Array, t: jax.Array,
+                       eps: jax.Array) -> Tuple[jax.Array, jax.Array]:
+        """One-draw upper bound on KL(q(w|x) || p_psi) under the w-space VDM prior.
+
+        Args:
+          w_q: [B,D] the decoder's draw of w ~ q(w|x) (reparameterised: the encoder's gradient
+            flows through it).
+          logvar: [B,D] q's log-variance.
+          t: [B] the w-VDM's diffusion times, each uniform on [0, 1].
+          eps: [B,D] the noise of its z_t.
+        Returns:
+          (kl, kl_fit), each [B] and equal in value: the prior's negative ELBO at w_q minus the
+          exact entropy of q(w|x); kl's gradient reaches encoder and prior, kl_fit's the prior.
+        """
+        cfg = joint_prior_config(self.config)
+        entropy = diffusion.gaussian_entropy(logvar)
+        bound = w_vdm.neg_elbo_terms(self.w_prior_vdm, w_q, t, eps, cfg)
+        fit = w_vdm.neg_elbo_terms(self.w_prior_vdm, jax.lax.stop_gradient(w_q), t, eps, cfg)
+        return bound - entropy, fit - jax.lax.stop_gradient(entropy)
 
     def reverse_step(self, i: jax.Array, num_steps: int, z_t: jax.Array,
                      w: Optional[jax.Array], rng: jax.Array,
@@ -201,6 +235,13 @@ def _normal(rng: jax.Array, shape, example_ids: Optional[jax.Array]) -> jax.Arra
     if example_ids is None:
         return jax.random.normal(rng, shape)
     return jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(rng, i), shape[1:]))(example_ids)
+
+
+def joint_prior_config(config: ModelConfig) -> w_vdm.PriorConfig:
+    """The w-space VDM of a model with config.w_prior_vdm: the fitted prior's, on a normal base
+    (it starts as N(0, I), the default prior, and learns a correction to it)."""
+    return w_vdm.PriorConfig(w_dim=config.w_dim, hidden=config.w_prior_vdm_hidden,
+                             normal_base=True)
 
 
 def init_params(config: ModelConfig, rng: jax.Array, batch: int = 2) -> dict:
