@@ -5,8 +5,8 @@
 # (vdm_vae.evaluation.sample_fid). A run's name resolves to its config (experiments/run_grid.py):
 # mnist_cpu_uncond -> configs/mnist_cpu.py:uncond, mnist_cpu_mmd_seed2 -> :mmd,seed2.
 # The default list: the published runs (uncond, the main run, b1, b1e4; finished ones
-# are restored from their records and skipped), then the seeds of the three configurations that
-# decide the targets (the main run again with its published seed 1, which has no record).
+# are restored from their records and skipped; the main run, whose record was lost, is
+# trained again with its seed 1), then $NEW below.
 #
 #   experiments/mnist_cpu.sh start     # starts or resumes every run in the background
 #   experiments/mnist_cpu.sh status    # step, CPU time and last eval of each run
@@ -40,8 +40,12 @@ SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this work tree's vdm_vae, whatever is installed
 ROOT=${ROOT:-${VDM_VAE_RUNS:-$HOME/.cache/vdm_vae/runs}/mnist_cpu}
-SEEDS=mnist_cpu_uncond_seed2,mnist_cpu_seed2,mnist_cpu_mmd_seed2,mnist_cpu_uncond_seed3,mnist_cpu_seed3,mnist_cpu_mmd_seed3
-CONFIGS=${CONFIGS:-mnist_cpu_uncond,mnist_cpu,mnist_cpu_b1,mnist_cpu_b1e4,$SEEDS}
+# The seeds (docs/mnist_cpu.md#seeds), with the levers toward both targets (docs/priors.md:
+# the prior learned with the model, AdaGN) among them.
+NEW=mnist_cpu_uncond_seed2,mnist_cpu_seed2,mnist_cpu_joint,mnist_cpu_film,mnist_cpu_mmd_seed2
+NEW=$NEW,mnist_cpu_uncond_seed3,mnist_cpu_seed3,mnist_cpu_mmd_seed3,mnist_cpu_joint_film
+NEW=$NEW,mnist_cpu_joint_c10,mnist_cpu_joint_w128
+CONFIGS=${CONFIGS:-mnist_cpu_uncond,mnist_cpu,mnist_cpu_b1,mnist_cpu_b1e4,$NEW}
 JOBS=${JOBS:-2}
 # FID comes from `fid` (T = 100, one worker per core), not from the evaluation (T = 250, one core).
 EVAL_ARGS=${EVAL_ARGS:---config.eval.num_fid_samples=0}
