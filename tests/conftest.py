@@ -60,9 +60,10 @@ def load_module(path: str):
     return module
 
 
-def load_experiment(name: str):
-    """experiments/<name>.py as a module (the folder is not a package)."""
-    return load_module(os.path.join(ROOT, "experiments", f"{name}.py"))
+def load_experiment(name: str, folder: str = "experiments"):
+    """<folder>/<name>.py as a module (experiments/ is not a package; benchmarks/ scripts run
+    as files too)."""
+    return load_module(os.path.join(ROOT, folder, f"{name}.py"))
 
 
 def random_images(seed: int, batch: int, image_shape=IMAGE_SHAPE) -> np.ndarray:

@@ -26,8 +26,11 @@ KEYS = ("bpd", "bpd_stderr", "bpd_recon", "bpd_prior", "bpd_diff", "bpd_kl_w", "
 
 
 def _train(tmp_path_factory, config: str):
-    workdir = str(tmp_path_factory.mktemp("eval") / config)
-    args = [f"--config=configs/{config}.py:smoke", f"--workdir={workdir}"]
+    """Trains `config` ("file" or "file:variant" of configs/) in smoke mode."""
+    file, _, variant = config.partition(":")
+    workdir = str(tmp_path_factory.mktemp("eval") / (variant or file))
+    arg = f"{variant},smoke" if variant else "smoke"
+    args = [f"--config=configs/{file}.py:{arg}", f"--workdir={workdir}"]
     result = run_main(args)
     assert result.returncode == 0, result.stderr
     return workdir, args
@@ -239,7 +242,7 @@ def _fid_available() -> bool:
 
 @pytest.fixture(scope="module")
 def trained_mixture(tmp_path_factory):
-    return _train(tmp_path_factory, "mnist_cpu_c30_mix10")
+    return _train(tmp_path_factory, "mnist_cpu:c30_mix10")
 
 
 def test_mixture_clusters_reads_the_components_of_a_learned_prior(trained_mixture, trained,

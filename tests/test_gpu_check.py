@@ -16,7 +16,7 @@ FILES = {"gpu_check.json", "gpu_check.md", "bench.md", "bench.log", "train.log",
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    return load_experiment("gpu_check")
+    return load_experiment("gpu_check", "benchmarks")
 
 
 def _tiny_mnist(path):

@@ -8,7 +8,7 @@ from conftest import load_experiment
 
 
 def _module():
-    return load_experiment("interleaved")
+    return load_experiment("interleaved", "benchmarks")
 
 
 def _coverage(n: int, k: int) -> float:
