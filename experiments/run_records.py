@@ -25,10 +25,11 @@ from vdm_vae.runtime import atomic
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import plot_curves  # noqa: E402
 
-# The files of a run folder that its record keeps, as shell patterns relative to the folder.
+# The files of a run folder that its record keeps, as shell patterns relative to the folder:
+# what backs a published number, and the final samples (not the grids along training, nor the
+# other figures, which collect.py copies to results/<name>_figures/).
 KEPT = ("config.json", "hparams.json", "finished.json", "metrics.jsonl",
-        "images/samples_*.png",
-        "eval/metrics.json", "eval/w_prior.json", "eval/*.png",
+        "eval/metrics.json", "eval/w_prior.json", "eval/samples.png", "eval/guided.png",
         "eval/bound_per_image.npz", "eval/w_prior_per_image.npz",
         "eval/fid_*/fid.json", "eval/fid_*/samples.png")
 # A run is recorded once its evaluation is written.

@@ -72,7 +72,7 @@ def test_a_record_keeps_the_results_and_leaves_checkpoints_and_samples(records, 
     _write(kept / "mnist_cpu" / "eval" / "w_prior.json")  # the run has none now: stale
     assert records.save(str(root), str(kept)) == ["mnist_cpu"]
     assert _files(kept) == {os.path.join("mnist_cpu", f) for f in (
-        "config.json", "finished.json", "metrics.jsonl", "images/samples_10.png",
+        "config.json", "finished.json", "metrics.jsonl",
         "eval/metrics.json", "eval/bound_per_image.npz", "eval/samples.png",
         "eval/fid_standard_T100/fid.json", "eval/fid_standard_T100/samples.png")}
 
