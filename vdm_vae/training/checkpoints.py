@@ -2,8 +2,12 @@
 
 A step that cannot be read (truncated or missing files) is moved to
 workdir/checkpoints_unreadable/ with a one-line warning, and the newest readable step is used.
+A step that cannot be written (a full disk) raises `SaveFailed`, in one line, after removing
+what Orbax left of it.
 """
 
+import glob
+import hashlib
 import json
 import os
 import shutil
@@ -22,21 +26,69 @@ CONFIG_FILE = "config.json"
 UNREADABLE_DIR = "checkpoints_unreadable"
 
 
-def save_run_config(workdir: str, config_dict: dict, model_config: ModelConfig):
-    """Writes workdir/config.json: the whole run config and the resolved model config."""
+def data_fingerprint(dataset) -> dict:
+    """What identifies a run's data: its name, the shapes of its splits and a hash of their
+    pixels (so that another file of the same shape is told apart)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for images in (dataset.train_images, dataset.test_images):
+        digest.update(str(images.shape).encode())
+        digest.update(memoryview(np.ascontiguousarray(images)).cast("B"))
+    return {"name": dataset.name, "train_images": list(dataset.train_images.shape),
+            "test_images": list(dataset.test_images.shape), "hash": digest.hexdigest()}
+
+
+def save_run_config(workdir: str, config_dict: dict, model_config: ModelConfig,
+                    data: Optional[dict] = None):
+    """Writes workdir/config.json: the whole run config, the resolved model config and the
+    data's `data_fingerprint`."""
     os.makedirs(workdir, exist_ok=True)
     payload = {"config": config_dict, "model": model_config_to_dict(model_config)}
+    if data is not None:
+        payload["data"] = data
     atomic.write_json(os.path.join(workdir, CONFIG_FILE), payload, default=list)
 
 
-def load_run_config(workdir: str) -> Tuple[dict, ModelConfig]:
-    """(run config as a dict, ModelConfig) saved by `save_run_config`."""
+def read_run_config(workdir: str) -> dict:
+    """workdir/config.json as written by `save_run_config` ({"config", "model"[, "data"]}).
+
+    Raises:
+      FileNotFoundError: no config.json.
+      ValueError: naming the file, when it is not JSON (e.g. truncated) or not such an object.
+    """
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist: is {workdir!r} a vdm_vae workdir?")
-    with open(path) as f:
-        payload = json.load(f)
-    return payload["config"], model_config_from_dict(payload["model"])
+    fix = "restore it from a copy, or train in a new workdir"
+    try:
+        with open(path, "rb") as f:
+            payload = json.loads(f.read().decode())
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON (truncated or damaged: "
+                         f"{' '.join(str(error).split())}): {fix}.") from error
+    if not isinstance(payload, dict) or not all(
+            isinstance(payload.get(k), dict) and payload.get(k) for k in ("config", "model")):
+        found = (f"an object with keys {sorted(payload)}" if isinstance(payload, dict)
+                 else f"a JSON {type(payload).__name__}")
+        raise ValueError(f"{path} holds {found}: expected the run's config as main.py writes it "
+                         f"({{\"config\": {{...}}, \"model\": {{...}}}}); {fix}.")
+    return payload
+
+
+def load_run_config(workdir: str) -> Tuple[dict, ModelConfig]:
+    """(run config as a dict, ModelConfig) saved by `save_run_config`; errors as
+    `read_run_config`."""
+    payload = read_run_config(workdir)
+    try:
+        model_config = model_config_from_dict(payload["model"])
+    except (TypeError, KeyError) as error:
+        raise ValueError(f"{os.path.join(workdir, CONFIG_FILE)} has a model config that does "
+                         f"not load ({type(error).__name__}: {error}): restore the file from a "
+                         "copy, or train in a new workdir.") from error
+    return payload["config"], model_config
+
+
+class SaveFailed(ValueError):
+    """A checkpoint could not be written (a full disk, permissions): a user error, one line."""
 
 
 class Checkpointer:
@@ -48,6 +100,10 @@ class Checkpointer:
 
     def __init__(self, workdir: str, max_to_keep: int = 3, keep_period: int = 0):
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise NotADirectoryError(
+                f"{self.directory} is a file: expected the folder of the run's checkpoints; "
+                "move the file away (or use a new workdir).")
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                keep_period=keep_period or None)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
@@ -61,11 +117,31 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state) -> bool:
-        """Saves a host copy of `state` (unreplicated) at `step`; waits until it is on disk."""
-        saved = self.manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)),
-                                  force=True)
-        self.manager.wait_until_finished()
+        """Saves a host copy of `state` (unreplicated) at `step`; waits until it is on disk.
+
+        Raises:
+          SaveFailed: in one line (the cause and the newest step kept), once the step's
+            temporary folder is removed; whatever failed, in this thread or Orbax's.
+        """
+        try:
+            saved = self.manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)),
+                                      force=True)
+            self.manager.wait_until_finished()
+        except Exception as error:  # noqa: BLE001 - any failure to write ends the run
+            self._remove_partial(step)
+            kept = [s for s in _step_folders(self.directory) if s != step]
+            newest = (f"the newest checkpoint is step {max(kept)}" if kept
+                      else "no checkpoint was saved before it")
+            raise SaveFailed(f"could not save step {step} in {self.directory} "
+                             f"({_reason(error)}); {newest}.") from error
         return saved
+
+    def _remove_partial(self, step: int):
+        """Removes what a failed save of `step` left (Orbax's temporary folder)."""
+        if jax.process_index() != 0:
+            return
+        for path in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
+            shutil.rmtree(path, ignore_errors=True)
 
     def restore(self, template):
         """The newest readable state, shaped like `template`; see `_restore_newest`."""
@@ -97,6 +173,7 @@ class Checkpointer:
           FileNotFoundError: no step at all, or none readable (naming where they went).
         """
         moved = []
+        _ignore_closed_loop_callbacks()  # a failed read's late callbacks print nothing
         for step in sorted(self.manager.all_steps(), reverse=True):
             try:
                 state = restore_step(step)
@@ -161,6 +238,27 @@ def _ignore_closed_loop_callbacks():
 
     hook.drops_closed_loop = True
     sys.unraisablehook = hook
+
+
+def _step_folders(directory: str) -> list:
+    """The steps whose folders are complete in `directory` (no Orbax temporary folders)."""
+    try:
+        return [int(n) for n in os.listdir(directory) if n.isdigit()]
+    except OSError:
+        return []
+
+
+def _reason(error: BaseException) -> str:
+    """The first OS error in `error`'s chain as `strerror: file`, else its first line."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return f"{seen.strerror}: {seen.filename}" if seen.filename else seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    text = next((line for line in str(error).splitlines() if line.strip()), "")
+    if "No space left" in text or "RESOURCE_EXHAUSTED" in text:  # TensorStore's word for it
+        return "No space left on device: free space there, then run again to resume"
+    return f"{type(error).__name__}: {text}"[:300]
 
 
 def _sync(name: str):
