@@ -5,8 +5,9 @@
   python main.py --config=configs/svdm_oe.py:smoke --workdir=/tmp/smoke
 Any config field can be overridden: --config.training.num_steps_train=1000.
 Exit codes: 0 finished (or saved at training.stop_at_step), 2 a user error (one line on
-stderr), 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint. --verbosity=0 shows
-third-party INFO logs.
+stderr; another process writing the workdir is one), 130 / 143 stopped by SIGINT / SIGTERM
+after saving a checkpoint.
+--verbosity=0 shows third-party INFO logs.
 """
 
 import sys
@@ -26,6 +27,9 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_FINISH_AT_CHECKPOINT = flags.DEFINE_bool(
+    "finish_at_checkpoint", False, "Training: a run whose newest checkpoint is past "
+    "training.num_steps_train is evaluated and finished at that step instead of refused.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -41,17 +45,20 @@ def main(argv):
                                    num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
     logging.info("JAX devices: %s", jax.devices())
-    if _MODE.value == "train":
-        from vdm_vae.training.loop import Stopped, train_and_evaluate
+    from vdm_vae.runtime.signals import Stopped
 
-        try:
-            cli.run_or_exit(lambda: train_and_evaluate(_CONFIG.value, _WORKDIR.value))
-        except Stopped as stopped:
-            sys.exit(stopped.exit_code)
-    else:
-        from vdm_vae.evaluation.evaluate import evaluate
+    try:
+        if _MODE.value == "train":
+            from vdm_vae.training.loop import train_and_evaluate
 
-        cli.run_or_exit(lambda: evaluate(_CONFIG.value, _WORKDIR.value))
+            cli.run_or_exit(lambda: train_and_evaluate(
+                _CONFIG.value, _WORKDIR.value, finish_at_checkpoint=_FINISH_AT_CHECKPOINT.value))
+        else:
+            from vdm_vae.evaluation.evaluate import evaluate
+
+            cli.run_or_exit(lambda: evaluate(_CONFIG.value, _WORKDIR.value))
+    except Stopped as stopped:
+        sys.exit(stopped.exit_code)
 
 
 if __name__ == "__main__":

@@ -181,9 +181,8 @@ def test_a_full_disk_at_save_is_one_line_and_leaves_no_partial_step(tmp_path, mo
     with pytest.raises(SaveFailed) as error:
         ckpt.save(2, _state(2))
     assert str(error.value) == (
-        f"could not save step 2 in {ckpt.directory} (No space left on device: "
-        f"{ckpt.directory}/2.orbax-checkpoint-tmp-1234/default); the newest checkpoint is "
-        "step 1.")
+        f"could not save step 2 in {ckpt.directory} (No space left on device: free space "
+        "there, then run again to resume); the newest checkpoint is step 1.")
     assert sorted(os.listdir(ckpt.directory)) == ["1"]
     monkeypatch.undo()
     ckpt.close()

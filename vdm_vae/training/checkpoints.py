@@ -6,6 +6,7 @@ A step that cannot be written (a full disk) raises `SaveFailed`, in one line, af
 what Orbax left of it.
 """
 
+import errno
 import glob
 import hashlib
 import json
@@ -248,16 +249,22 @@ def _step_folders(directory: str) -> list:
         return []
 
 
+_DISK_FULL = "No space left on device: free space there, then run again to resume"
+
+
 def _reason(error: BaseException) -> str:
-    """The first OS error in `error`'s chain as `strerror: file`, else its first line."""
+    """Why a save failed, in a few words: a full disk (an OS error, or TensorStore's words for
+    it), the first other OS error in `error`'s chain as `strerror: file`, else its first line."""
     seen = error
     while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _DISK_FULL
         if isinstance(seen, OSError) and seen.strerror:
             return f"{seen.strerror}: {seen.filename}" if seen.filename else seen.strerror
         seen = seen.__cause__ or seen.__context__
     text = next((line for line in str(error).splitlines() if line.strip()), "")
-    if "No space left" in text or "RESOURCE_EXHAUSTED" in text:  # TensorStore's word for it
-        return "No space left on device: free space there, then run again to resume"
+    if "No space left" in text or "RESOURCE_EXHAUSTED" in text:
+        return _DISK_FULL
     return f"{type(error).__name__}: {text}"[:300]
 
 
