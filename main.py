@@ -6,7 +6,7 @@
 Any config field can be overridden: --config.training.num_steps_train=1000.
 Exit codes: 0 finished (or saved at training.stop_at_step), 2 a user error (one line on
 stderr; another process writing the workdir is one), 130 / 143 stopped by SIGINT / SIGTERM
-after saving a checkpoint.
+(training after saving a checkpoint; an evaluation leaving the previous eval/ as it was).
 --verbosity=0 shows third-party INFO logs.
 """
 
@@ -30,6 +30,9 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 _FINISH_AT_CHECKPOINT = flags.DEFINE_bool(
     "finish_at_checkpoint", False, "Training: a run whose newest checkpoint is past "
     "training.num_steps_train is evaluated and finished at that step instead of refused.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "--mode=eval: evaluate even if the config or the data differ "
+    "from the run's config.json (the differences are recorded in eval/metrics.json).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -56,9 +59,12 @@ def main(argv):
         else:
             from vdm_vae.evaluation.evaluate import evaluate
 
-            cli.run_or_exit(lambda: evaluate(_CONFIG.value, _WORKDIR.value))
+            cli.run_or_exit(lambda: evaluate(_CONFIG.value, _WORKDIR.value,
+                                             allow_config_change=_ALLOW_CONFIG_CHANGE.value))
     except Stopped as stopped:
-        sys.exit(stopped.exit_code)
+        if _MODE.value == "train":  # all saved and closed: a normal exit (multi-host shutdown)
+            sys.exit(stopped.exit_code)
+        cli.exit_now(stopped.exit_code)  # an evaluation may stop inside a restore's threads
 
 
 if __name__ == "__main__":

@@ -415,7 +415,7 @@ def test_a_second_writer_of_a_run_exits_2_naming_the_first(tmp_path):
         if line.startswith("step 2/"):
             break
     try:
-        for mode in ("train",):
+        for mode in ("train", "eval"):
             second = run_main(common + [f"--mode={mode}"], timeout=300)
             assert second.returncode == 2, second.stdout + second.stderr
             (line,) = second.stderr.strip().splitlines()
