@@ -15,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vdm_vae.runtime import cli
+from vdm_vae.runtime import cli, distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (e.g. configs/svdm_oe.py).",
                                           lock_config=True)
@@ -27,6 +27,10 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", distributed.DEFAULT_TIMEOUT,
+    "Seconds to wait for the coordinator and every process to connect before giving up "
+    "(one line, exit code 2).")
 _FINISH_AT_CHECKPOINT = flags.DEFINE_bool(
     "finish_at_checkpoint", False, "Training: a run whose newest checkpoint is past "
     "training.num_steps_train is evaluated and finished at that step instead of refused.")
@@ -44,9 +48,9 @@ def main(argv):
     import jax
 
     if _DISTRIBUTED.value:
-        jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                                   num_processes=_NUM_PROCESSES.value,
-                                   process_id=_PROCESS_ID.value)
+        cli.run_or_exit(lambda: distributed.initialize(
+            _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+            _DISTRIBUTED_TIMEOUT.value))
     logging.info("JAX devices: %s", jax.devices())
     from vdm_vae.runtime.signals import Stopped
 
