@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from typing import Callable, Optional, Tuple
 
 import jax
@@ -25,6 +26,7 @@ from vdm_vae.runtime.console import warn
 
 CONFIG_FILE = "config.json"
 UNREADABLE_DIR = "checkpoints_unreadable"
+_REMOVE_TRIES = 25  # x 0.2 s: how long a failed save's folder is removed again if it returns
 
 
 def data_fingerprint(dataset) -> dict:
@@ -124,6 +126,7 @@ class Checkpointer:
           SaveFailed: in one line (the cause and the newest step kept), once the step's
             temporary folder is removed; whatever failed, in this thread or Orbax's.
         """
+        _ignore_closed_loop_callbacks()  # a failed save's late writes print nothing
         try:
             saved = self.manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)),
                                       force=True)
@@ -138,11 +141,17 @@ class Checkpointer:
         return saved
 
     def _remove_partial(self, step: int):
-        """Removes what a failed save of `step` left (Orbax's temporary folder)."""
+        """Removes what a failed save of `step` left (Orbax's temporary folder), until it stays
+        gone: Orbax's other threads may still be writing into it for a moment."""
         if jax.process_index() != 0:
             return
-        for path in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
-            shutil.rmtree(path, ignore_errors=True)
+        pattern = os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")
+        for _ in range(_REMOVE_TRIES):
+            for path in glob.glob(pattern):
+                shutil.rmtree(path, ignore_errors=True)
+            time.sleep(0.2)
+            if not glob.glob(pattern):
+                return
 
     def restore(self, template):
         """The newest readable state, shaped like `template`; see `_restore_newest`."""
@@ -223,22 +232,29 @@ class Checkpointer:
 
 
 def _ignore_closed_loop_callbacks():
-    """Drops "Event loop is closed" errors that a failed restore leaves behind.
+    """Drops "Event loop is closed" errors that a failed restore or save leaves behind.
 
-    TensorStore completes the reads of a failed restore after Orbax closed their event loop;
-    each completion raises in a callback, and Python prints hundreds of these tracebacks.
+    TensorStore completes the reads of a failed restore (and the writes of a failed save) after
+    Orbax closed their event loop; each completion raises in a callback, and Python prints
+    hundreds of these tracebacks, through sys.unraisablehook or sys.excepthook.
     """
-    previous = sys.unraisablehook
-    if getattr(previous, "drops_closed_loop", False):
+    if getattr(sys.unraisablehook, "drops_closed_loop", False):
         return
+    previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
 
-    def hook(unraisable):
-        if not (isinstance(unraisable.exc_value, RuntimeError)
-                and "Event loop is closed" in str(unraisable.exc_value)):
-            previous(unraisable)
+    def closed_loop(error) -> bool:
+        return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
 
-    hook.drops_closed_loop = True
-    sys.unraisablehook = hook
+    def unraisable_hook(unraisable):
+        if not closed_loop(unraisable.exc_value):
+            previous_unraisable(unraisable)
+
+    def except_hook(kind, value, traceback):
+        if not closed_loop(value):
+            previous_except(kind, value, traceback)
+
+    unraisable_hook.drops_closed_loop = True
+    sys.unraisablehook, sys.excepthook = unraisable_hook, except_hook
 
 
 def _step_folders(directory: str) -> list:
