@@ -2,16 +2,14 @@
 
 One process trains a workdir at a time (its lock, `vdm_vae.runtime.locks`). A run is finished
 once its last step is saved and evaluated: then it writes workdir/finished.json
-({"step": N, "evaluation": {"step": N, "eval/bpd": ...}}); a finished.json is removed as soon as
-the run trains on. A run stopped by SIGINT / SIGTERM saves a checkpoint and raises `Stopped`
-(main.py exits with 128 + the signal number). With training.stop_at_step = S > 0 the run saves
-and returns at step S of its schedule, unfinished: running it again with a later S (or 0)
-continues it. A checkpoint past the config's steps is refused, unless `finish_at_checkpoint`.
+(`vdm_vae.training.finished`), removed as soon as the run trains on. A run stopped by SIGINT /
+SIGTERM saves a checkpoint and raises `Stopped` (main.py exits with 128 + the signal number).
+With training.stop_at_step = S > 0 the run saves and returns at step S of its schedule,
+unfinished: running it again with a later S (or 0) continues it. A checkpoint past the config's
+steps is refused, unless `finish_at_checkpoint`.
 """
 
 import contextlib
-import json
-import os
 import signal
 import time
 from typing import Optional
@@ -25,14 +23,13 @@ import numpy as np
 from vdm_vae import data as data_lib
 from vdm_vae.cpu.platforms import local_train_devices, resolve_substeps
 from vdm_vae.model.config import ModelConfig, model_config_from_dict, model_config_to_dict
-from vdm_vae.runtime import atomic
 from vdm_vae.runtime.console import say
 from vdm_vae.runtime.images import image_grid
 from vdm_vae.runtime.locks import hold_run
 from vdm_vae.runtime.progress import StepTimer
 from vdm_vae.runtime.signals import Stopped
 from vdm_vae.sampling import draw_prior_w, encode, sample
-from vdm_vae.training import curves
+from vdm_vae.training import curves, finished
 from vdm_vae.training.checkpoints import (
     Checkpointer,
     data_fingerprint,
@@ -53,8 +50,6 @@ from vdm_vae.training.writers import (
     format_progress,
     read_metrics,
 )
-
-FINISHED_FILE = "finished.json"
 
 
 def _require(ok: bool, field: str, value, accepted: str):
@@ -109,54 +104,6 @@ def check_data_size(dataset: data_lib.Dataset, t: ml_collections.ConfigDict):
                              f"fewer than one batch (config.training.{field}="
                              f"{getattr(t, field)}): give it more images, or use a smaller "
                              "batch.")
-
-
-def read_finished(workdir: str) -> Optional[dict]:
-    """workdir/finished.json ({"step", "evaluation"}), or None (also for an unreadable one)."""
-    path = os.path.join(workdir, FINISHED_FILE)
-    try:
-        with open(path) as f:
-            payload = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
-def read_finished_step(workdir: str) -> Optional[int]:
-    """The step of a run finished and evaluated in `workdir` (workdir/finished.json naming its
-    evaluation), else None."""
-    finished = read_finished(workdir)
-    if finished is None or "evaluation" not in finished:
-        return None
-    return finished.get("step")
-
-
-def _mark_finished(workdir: str, step: int, evaluation: dict):
-    """Writes finished.json: the step and its evaluation's scalars (those of metrics.jsonl)."""
-    if jax.process_index() == 0:
-        atomic.write_json(os.path.join(workdir, FINISHED_FILE),
-                          {"step": int(step), "evaluation": {"step": int(step), **evaluation}})
-
-
-def _end_step(t, step: int, finish_at_checkpoint: bool, directory: str) -> int:
-    """The step this call of train() ends at: training.stop_at_step, else num_steps_train, or
-    the restored `step` when it is past them and `finish_at_checkpoint`.
-
-    Raises:
-      ValueError: the restored step is past the config's steps (refused, never ignored).
-    """
-    if step > t.num_steps_train:
-        if finish_at_checkpoint:
-            return step
-        raise ValueError(f"the newest checkpoint in {directory} is step {step}, past "
-                         f"config.training.num_steps_train={t.num_steps_train}: train to at least "
-                         f"{step} steps, or pass --finish_at_checkpoint to finish the run at step "
-                         f"{step}.")
-    if t.stop_at_step and step > t.stop_at_step:
-        raise ValueError(f"the newest checkpoint in {directory} is step {step}, past "
-                         f"config.training.stop_at_step={t.stop_at_step}: use a later "
-                         "stop_at_step, or 0 to train to num_steps_train.")
-    return _last_step(t)
 
 
 class StopSignals(contextlib.AbstractContextManager):
@@ -294,13 +241,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, dataset: data_lib.Da
         state = ckpt.restore(state)
         say(f"Resumed from step {int(state.step)} in {ckpt.directory}")
     step = int(state.step)
-    last_step = _end_step(t, step, finish_at_checkpoint, ckpt.directory)
-    finished_at = read_finished_step(workdir)
-    if step >= last_step and finished_at == step:
+    last_step = finished.end_step(t, step, finish_at_checkpoint, ckpt.directory)
+    if step >= last_step and finished.finished_step(workdir) == step:
         say(f"Finished already at step {step} (finished.json): nothing to do.")
         ckpt.close()
         return state
-    _unmark_finished(workdir, step, last_step)
+    finished.unmark(workdir, step, last_step)
     if jax.process_index() == 0:
         save_run_config(workdir, config.to_dict(), model_config, data_fingerprint(dataset))
         drop_rows_after(workdir, step)  # rows of steps that are trained again
@@ -362,24 +308,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, dataset: data_lib.Da
             say(f"Evaluating step {step}, the last, before marking the run finished.")
             final_eval = _periodic_eval(p_state, dataset, model_config, config, writer, step,
                                         sample_rng, cpu)
-        _mark_finished(workdir, step, final_eval)
+        finished.mark(workdir, step, final_eval)
     ckpt.close()
     writer.close()
     if received is not None:
         raise Stopped(received, step)
     return _unreplicate(p_state)
-
-
-def _unmark_finished(workdir: str, step: int, last_step: int):
-    """Removes a finished.json that no longer holds: the run trains on past it (or it names
-    another step, or no evaluation)."""
-    path = os.path.join(workdir, FINISHED_FILE)
-    if jax.process_index() != 0 or not os.path.exists(path):
-        return
-    finished = read_finished(workdir) or {}
-    if step < last_step or finished.get("step") != step or "evaluation" not in finished:
-        os.remove(path)
-        say(f"Removed {path} (step {finished.get('step')}): the run goes on from step {step}.")
 
 
 class CpuClock:
