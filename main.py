@@ -5,8 +5,9 @@
   python main.py --config=configs/svdm_oe.py:smoke --workdir=/tmp/smoke
 Any config field can be overridden: --config.training.num_steps_train=1000.
 Exit codes: 0 finished (or saved at training.stop_at_step), 2 a user error (one line on
-stderr), 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint. --verbosity=0 shows
-third-party INFO logs.
+stderr; another process writing the workdir is one), 130 / 143 stopped by SIGINT / SIGTERM
+(training after saving a checkpoint; an evaluation leaving the previous eval/ as it was).
+--verbosity=0 shows third-party INFO logs.
 """
 
 import sys
@@ -14,7 +15,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from vdm_vae.runtime import cli
+from vdm_vae.runtime import cli, distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (e.g. configs/svdm_oe.py).",
                                           lock_config=True)
@@ -26,6 +27,16 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", distributed.DEFAULT_TIMEOUT,
+    "Seconds to wait for the coordinator and every process to connect before giving up "
+    "(one line, exit code 2).")
+_FINISH_AT_CHECKPOINT = flags.DEFINE_bool(
+    "finish_at_checkpoint", False, "Training: a run whose newest checkpoint is past "
+    "training.num_steps_train is evaluated and finished at that step instead of refused.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "--mode=eval: evaluate even if the config or the data differ "
+    "from the run's config.json (the differences are recorded in eval/metrics.json).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -37,21 +48,27 @@ def main(argv):
     import jax
 
     if _DISTRIBUTED.value:
-        jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                                   num_processes=_NUM_PROCESSES.value,
-                                   process_id=_PROCESS_ID.value)
+        cli.run_or_exit(lambda: distributed.initialize(
+            _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+            _DISTRIBUTED_TIMEOUT.value))
     logging.info("JAX devices: %s", jax.devices())
-    if _MODE.value == "train":
-        from vdm_vae.training.loop import Stopped, train_and_evaluate
+    from vdm_vae.runtime.signals import Stopped
 
-        try:
-            cli.run_or_exit(lambda: train_and_evaluate(_CONFIG.value, _WORKDIR.value))
-        except Stopped as stopped:
+    try:
+        if _MODE.value == "train":
+            from vdm_vae.training.loop import train_and_evaluate
+
+            cli.run_or_exit(lambda: train_and_evaluate(
+                _CONFIG.value, _WORKDIR.value, finish_at_checkpoint=_FINISH_AT_CHECKPOINT.value))
+        else:
+            from vdm_vae.evaluation.evaluate import evaluate
+
+            cli.run_or_exit(lambda: evaluate(_CONFIG.value, _WORKDIR.value,
+                                             allow_config_change=_ALLOW_CONFIG_CHANGE.value))
+    except Stopped as stopped:
+        if _MODE.value == "train":  # all saved and closed: a normal exit (multi-host shutdown)
             sys.exit(stopped.exit_code)
-    else:
-        from vdm_vae.evaluation.evaluate import evaluate
-
-        cli.run_or_exit(lambda: evaluate(_CONFIG.value, _WORKDIR.value))
+        cli.exit_now(stopped.exit_code)  # an evaluation may stop inside a restore's threads
 
 
 if __name__ == "__main__":

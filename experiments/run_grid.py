@@ -5,8 +5,11 @@
       --eval_args="--config.eval.num_fid_samples=0 --config.eval.num_test_images=2000"
   python experiments/run_grid.py --configs=mnist_cpu_uncond,mnist_cpu --jobs=2
 
-Training counts as done when main.py wrote workdir/finished.json for the requested step count;
-only then is the run evaluated, and it is finished when eval/metrics.json is for that step count.
+Training counts as done when main.py wrote workdir/finished.json for the requested step count,
+naming the evaluation of that step (main.py writes it only then); only then is the run evaluated
+(`--mode=eval`), and it is finished when eval/metrics.json is for that step count. A
+finished.json without its evaluation (older runs) is trained again: main.py then evaluates the
+last step and writes it whole.
 A training stopped by SIGINT / SIGTERM (main.py exits 130 / 143 after saving a checkpoint, or
 dies of the signal while Python starts, before any step) is not evaluated; the grid then exits
 with 130 / 143, and running it again resumes the run.
@@ -57,12 +60,14 @@ def is_finished(workdir: str, steps: int) -> bool:
 
 
 def training_finished(workdir: str, steps: int) -> bool:
-    """True when main.py marked the training of `workdir` finished at `steps` steps."""
+    """True when main.py marked the training of `workdir` finished at `steps` steps, its last
+    step evaluated (finished.json names the evaluation)."""
     path = os.path.join(workdir, "finished.json")
     if not os.path.exists(path):
         return False
     with open(path) as f:
-        return json.load(f).get("step") == steps
+        finished = json.load(f)
+    return finished.get("step") == steps and "evaluation" in finished
 
 
 DEFAULT_ROOT = os.path.join(

@@ -1,5 +1,6 @@
 """Restore falls back from an unreadable newest checkpoint to the newest readable one."""
 
+import errno
 import glob
 import os
 import subprocess
@@ -8,7 +9,14 @@ import sys
 import numpy as np
 import pytest
 
-from vdm_vae.training.checkpoints import UNREADABLE_DIR, Checkpointer, open_saved
+from vdm_vae.training.checkpoints import (
+    CONFIG_FILE,
+    UNREADABLE_DIR,
+    Checkpointer,
+    SaveFailed,
+    load_run_config,
+    open_saved,
+)
 
 
 def _state(value: float) -> dict:
@@ -136,4 +144,45 @@ def test_opening_a_workdir_without_checkpoints_names_it_and_creates_nothing(tmp_
     _save_steps(str(tmp_path))
     ckpt = open_saved(str(tmp_path))
     assert ckpt.all_steps() == [1, 2]
+    ckpt.close()
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"config": {"name": "mvdm"}, "mod', r"is not valid JSON \(truncated or damaged: "),
+    ("{}", r"holds an object with keys \[\]: expected the run's config"),
+    ("[]", r"holds a JSON list: expected the run's config"),
+])
+def test_a_damaged_config_json_is_one_line_naming_the_file(tmp_path, content, message):
+    path = tmp_path / CONFIG_FILE
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"{path} " + message) as error:
+        load_run_config(str(tmp_path))
+    assert "\n" not in str(error.value)
+
+
+def test_checkpoints_that_is_a_file_is_refused_before_orbax_sees_it(tmp_path):
+    (tmp_path / "checkpoints").write_text("junk")
+    with pytest.raises(NotADirectoryError, match=r"checkpoints is a file: expected the folder"):
+        Checkpointer(str(tmp_path))
+
+
+def test_a_full_disk_at_save_is_one_line_and_leaves_no_partial_step(tmp_path, monkeypatch):
+    workdir = str(tmp_path)
+    _save_steps(workdir, steps=(1,))
+    ckpt = Checkpointer(workdir)
+
+    def disk_full(step, args, force):  # as Orbax fails: a half-written temporary folder
+        del args, force
+        partial = os.path.join(ckpt.directory, f"{step}.orbax-checkpoint-tmp-1234")
+        os.makedirs(os.path.join(partial, "default"))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.path.join(partial, "default"))
+
+    monkeypatch.setattr(ckpt.manager, "save", disk_full)
+    with pytest.raises(SaveFailed) as error:
+        ckpt.save(2, _state(2))
+    assert str(error.value) == (
+        f"could not save step 2 in {ckpt.directory} (No space left on device: free space "
+        "there, then run again to resume); the newest checkpoint is step 1.")
+    assert sorted(os.listdir(ckpt.directory)) == ["1"]
+    monkeypatch.undo()
     ckpt.close()

@@ -241,6 +241,9 @@ def test_npz_source(tmp_path):
     (np.zeros((4, 8, 6, 3), np.float32), "train_images of 'bad' has dtype float32: expected"),
     (np.zeros((4, 8, 6), np.uint8), r"train_images of 'bad' has shape \(4, 8, 6\): .* rank 4"),
     (np.zeros((4, 8, 6, 1), np.uint8), r"test_images of 'bad' have shape .*\(8, 6, 3\)"),
+    (np.zeros((4, 3, 8, 6), np.uint8), r"train_images of 'bad' has shape \(4, 3, 8, 6\): "
+     r"expected channels last \[N, H, W, C\] with C <= 4; it looks channels first"),
+    (np.zeros((4, 8, 8, 6), np.uint8), r"C=6 channels is more than 4"),
 ])
 def test_npz_with_wrong_arrays_is_refused(tmp_path, train_images, message):
     path = _save_npz(tmp_path / "bad.npz", train_images=train_images,
@@ -255,6 +258,29 @@ def test_npz_missing_file_or_key_names_the_field(tmp_path):
     path = _save_npz(tmp_path / "d.npz", train_images=np.zeros((2, 4, 4, 1), np.uint8))
     with pytest.raises(ValueError, match=r"lacks \['test_images'\]"):
         load_dataset({"source": "npz", "path": path})
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"is empty \(0 bytes\)"),
+    (b"train_images,test_images\n1,2\n", r"is not an .npz file, or is cut short \(an .npz"),
+    ("truncated", r"is not an .npz file, or is cut short"),
+    ("objects", r"cannot be read \(.*allow_pickle"),
+])
+def test_npz_that_is_no_npz_is_one_line_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "data.npz"
+    if content == "truncated":
+        path.write_bytes(open(_save_npz(tmp_path / "whole.npz",
+                                        train_images=np.zeros((64, 8, 8, 1), np.uint8),
+                                        test_images=np.zeros((2, 8, 8, 1), np.uint8)),
+                              "rb").read()[:300])
+    elif content == "objects":
+        np.savez(path, train_images=np.array([{"a": 1}], dtype=object),
+                 test_images=np.zeros((2, 8, 8, 1), np.uint8))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"config.data.path='{path}' " + message) as error:
+        load_dataset({"source": "npz", "path": str(path)})
+    assert "\n" not in str(error.value)
 
 
 def test_missing_fields_name_the_field(tmp_path):

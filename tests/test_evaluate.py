@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -127,14 +128,110 @@ def test_fit_prior_command_reports_the_bound_under_it(trained):
     assert {"kl_w_learned_prior_nats", "bpd_kl_w_learned_prior", "kl_w_standard_prior_nats",
             "kl_w_learned_prior_stderr_nats"} <= set(report)
     assert report["kl_num_test_images"] == 16 and report["kl_draws"] == 16
+    assert report["step"] == 2  # the checkpoint's, as in every file it writes
     assert report["kl_w_learned_prior_nats"] >= -3 * report["kl_w_learned_prior_stderr_nats"]
     assert "fitting the prior" in result.stderr
     assert vdm_vae.load_fitted_prior(workdir)[1].w_dim == 8
     assert os.path.exists(os.path.join(workdir, "eval", "samples_learned_prior.png"))
     with np.load(os.path.join(workdir, "eval", "w_prior_per_image.npz")) as f:
         kl = f["bpd_kl_w_learned_prior"]
+        assert int(f["step"]) == 2
     assert kl.shape == (16,)
     np.testing.assert_allclose(kl.mean(), report["bpd_kl_w_learned_prior"], rtol=1e-6)
+
+
+def _eval_files(workdir: str) -> dict:
+    """{path under eval/: its bytes' hash} of the run's eval/ folder."""
+    import hashlib
+
+    found = {}
+    for folder, _, names in os.walk(os.path.join(workdir, "eval")):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
+def test_eval_with_another_config_or_data_is_refused_naming_what_differs(trained):
+    workdir, args = trained
+    before = _eval_files(workdir)
+    another_data = args + ["--config.data.synthetic_test=24", "--config.training.seed=3"]
+    another_config = ["--config=configs/mvdm.py:smoke", f"--workdir={workdir}"]
+    for given, expected in (
+            (another_data, ["data.synthetic_test (run 16, given 24)",
+                            "training.seed (run 1, given 3)",
+                            "data (run 'synthetic' train [64, 8, 8, 1] test [16, 8, 8, 1]"]),
+            (another_config, ["name (run 'mvdm_oe:smoke', given 'mvdm:smoke')",
+                              "model.encoder.kind"])):
+        result = run_main(given + ["--mode=eval"])
+        assert result.returncode == 2, result.stdout + result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: the config or data given differ from the run's "
+                               f"{workdir}/config.json: ") and "--allow_config_change" in line
+        assert all(e in line for e in expected), line
+    assert _eval_files(workdir) == before
+
+
+def test_re_evaluation_is_whole_and_keeps_other_commands_files_of_its_step(trained):
+    """fit_prior's and sample_fid's files in eval/ (step 2) are carried into the new eval/;
+    those of another step move to eval_earlier/step_<N>/; every file records step 2."""
+    from vdm_vae.evaluation import eval_dir
+
+    workdir, args = trained
+    eval_path = os.path.join(workdir, "eval")
+    os.makedirs(eval_path, exist_ok=True)
+    for name, step in (("fid_standard_T99", 2), ("fid_standard_T98", 1)):
+        os.makedirs(os.path.join(eval_path, name), exist_ok=True)
+        with open(os.path.join(eval_path, name, "plan.json"), "w") as f:
+            json.dump({"checkpoint_step": step}, f)
+    with open(os.path.join(eval_path, "notes.txt"), "w") as f:
+        f.write("a user's file, of no step")
+    fitted = {n: eval_dir.recorded_step(os.path.join(eval_path, n))
+              for n in ("w_prior.json", "w_prior_per_image.npz", "samples_learned_prior.png")
+              if os.path.exists(os.path.join(eval_path, n))}
+    result = run_main(args + ["--mode=eval", "--config.training.seed=5",
+                              "--allow_config_change"])
+    assert result.returncode == 0, result.stderr
+    assert ("warning: evaluating with a config or data that differ from the run's: "
+            "training.seed (run 1, given 5).") in result.stdout.splitlines()
+    with open(os.path.join(eval_path, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["step"] == 2 and metrics["config_changes"] == [
+        "training.seed (run 1, given 5)"]
+    assert eval_dir.recorded_step(os.path.join(eval_path, "fid_standard_T99")) == 2
+    assert not os.path.exists(os.path.join(eval_path, "fid_standard_T98"))
+    assert os.path.exists(os.path.join(workdir, "eval_earlier", "step_1", "fid_standard_T98",
+                                       "plan.json"))
+    assert os.path.exists(os.path.join(eval_path, "notes.txt"))
+    assert fitted == {n: 2 for n in fitted}  # fit_prior's, if its test ran first
+    for name in fitted:
+        assert eval_dir.recorded_step(os.path.join(eval_path, name)) == 2
+    for name in os.listdir(eval_path):
+        if name in eval_dir.EVALUATION_FILES:
+            assert eval_dir.recorded_step(os.path.join(eval_path, name)) == 2, name
+    assert not [n for n in os.listdir(workdir) if n.startswith("eval.")]
+
+
+def test_sigterm_during_eval_keeps_the_previous_evaluation(trained):
+    workdir, args = trained
+    before = _eval_files(workdir)
+    previous = (json.load(open(os.path.join(workdir, "eval", "metrics.json")))["step"]
+                if os.path.exists(os.path.join(workdir, "eval", "metrics.json")) else None)
+    proc = run_main(args + ["--mode=eval"], wait=False)
+    for line in proc.stdout:  # stderr too: stop once the bound is being computed
+        if line.startswith("test bound:"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out = proc.stdout.read()
+    assert proc.wait(timeout=300) == 143, out
+    kept = (f"eval/ keeps the evaluation of step {previous}" if previous is not None
+            else "no eval/ was written")
+    assert [line for line in out.splitlines() if line.startswith("Signal")] == [
+        f"Signal 15: evaluation stopped; {kept}."], out
+    assert "Traceback" not in out
+    assert _eval_files(workdir) == before
+    assert not [n for n in os.listdir(workdir) if n.startswith("eval.")]
 
 
 def test_compare_command_pairs_an_encoder_run_with_an_unconditional_one(trained,

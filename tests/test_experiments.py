@@ -342,7 +342,8 @@ def test_runs_evaluated_with_other_draws_are_not_paired(collect, tmp_path):
 
 
 def _fake_main(run_grid, monkeypatch, train_code: int, marks_finished: bool):
-    """Replaces main.py: training exits with train_code (and maybe writes finished.json)."""
+    """Replaces main.py: training exits with train_code (and maybe writes finished.json, naming
+    the evaluation of its last step, as main.py does)."""
     calls = []
 
     def run(cmd, log_path, prefix="", cores=None):
@@ -352,7 +353,7 @@ def _fake_main(run_grid, monkeypatch, train_code: int, marks_finished: bool):
         calls.append(mode)
         if mode == "train" and marks_finished:
             with open(os.path.join(workdir, "finished.json"), "w") as f:
-                json.dump({"step": 5}, f)
+                json.dump({"step": 5, "evaluation": {"step": 5, "eval/bpd": 1.0}}, f)
         return train_code if mode == "train" else 0
 
     monkeypatch.setattr(run_grid, "run", run)
@@ -413,6 +414,16 @@ def test_finished_training_is_evaluated_and_not_retrained(monkeypatch, tmp_path)
     run_grid.main(["--configs=mvdm", "--steps=5", f"--root={tmp_path}"])
     run_grid.main(["--configs=mvdm", "--steps=5", f"--root={tmp_path}"])
     assert calls == ["train", "eval", "eval"]
+
+
+def test_a_finished_json_without_its_evaluation_is_trained_again(monkeypatch, tmp_path):
+    run_grid = _load("run_grid")
+    calls = _fake_main(run_grid, monkeypatch, 0, marks_finished=True)
+    (tmp_path / "mvdm").mkdir()
+    (tmp_path / "mvdm" / "finished.json").write_text('{"step": 5}')  # an older run's
+    assert not run_grid.training_finished(str(tmp_path / "mvdm"), 5)
+    run_grid.main(["--configs=mvdm", "--steps=5", f"--root={tmp_path}"])
+    assert calls == ["train", "eval"]
 
 
 def test_bar_plots_show_runs_named_outside_the_study_grid(collect, tmp_path, monkeypatch):

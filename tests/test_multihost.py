@@ -3,13 +3,16 @@
 Each process has one CPU device and reads its half of every global batch; the gradients are
 averaged across the processes. SIGTERM to process 1 alone stops both at the same step after a
 checkpoint (exit code 143); the run resumes and must end with the parameters of a single
-process on the same global batch.
+process on the same global batch. `--distributed` with bad flags or a missing peer ends in one
+line.
 """
 
 import os
 import signal
 import socket
+import time
 
+import pytest
 from test_train import assert_trees_close, final_params, run_main
 
 # The learning rate does not decay (the smoke default), so num_steps_train changes nothing else.
@@ -57,3 +60,45 @@ def test_two_processes_stopped_and_resumed_equal_one_process(tmp_path):
                                 f"--config.training.num_steps_train={stopped + 2}"])
     assert result.returncode == 0, result.stderr
     assert_trees_close(final_params(single), final_params(multi), rtol=1e-4, atol=1e-6)
+
+
+BAD_DISTRIBUTED = [
+    (["--coordinator_address=localhost", "--num_processes=2", "--process_id=0"],
+     "--coordinator_address='localhost' is invalid: expected host:port of process 0"),
+    (["--coordinator_address=localhost:1234", "--num_processes=2", "--process_id=5"],
+     "--process_id=5 is invalid: expected 0 to 1 (--num_processes=2)."),
+    (["--coordinator_address=localhost:1234", "--num_processes=0", "--process_id=0"],
+     "--num_processes=0 is invalid"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_DISTRIBUTED)
+def test_bad_distributed_flags_are_one_line_before_any_connection(flags, message, tmp_path):
+    result = run_main(COMMON + [f"--workdir={tmp_path / 'run'}", "--distributed"] + flags,
+                      timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line, line
+    assert "distributed:" not in result.stdout  # refused before connecting
+
+
+@pytest.mark.parametrize("process_id", [0, 1])
+def test_a_peer_that_never_comes_is_one_line_after_the_timeout(process_id, tmp_path):
+    """Process 0 alone (its peer never started), or process 1 with no coordinator listening:
+    each says what it waits for, then gives up after --distributed_timeout in one line."""
+    port = _free_port()
+    start = time.time()
+    result = run_main(COMMON + [f"--workdir={tmp_path / 'run'}", "--distributed",
+                                f"--coordinator_address=localhost:{port}", "--num_processes=2",
+                                f"--process_id={process_id}", "--distributed_timeout=3"],
+                      timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    role = "starting" if process_id == 0 else "connecting to"
+    assert result.stdout.splitlines() == [
+        f"distributed: process {process_id} of 2: {role} the coordinator at localhost:{port}; "
+        "waiting up to 3 s for every process (--distributed_timeout)."]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: --distributed: all 2 processes did not connect through the "
+                           f"coordinator at localhost:{port} within 3 s (--distributed_timeout)")
+    assert time.time() - start < 60
+    assert not (tmp_path / "run").exists()

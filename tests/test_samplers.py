@@ -30,6 +30,7 @@ from vdm_vae.sampling import (
     draw_prior_w,
     encode,
     encode_to_noise,
+    posterior,
     reverse_steps,
     sample,
 )
@@ -327,6 +328,15 @@ TIME_CONDITIONED = tiny_config("conv_time")
     (_from_noise(num_steps=0), None, ["num_steps=0"]),
     (_from_noise(z_1=np.zeros((0,) + IMAGE_SHAPE)), None, ["z_1 has batch 0"]),
     (_from_noise(w=np.zeros((3, W_DIM))), None, ["w has batch 3", "expected 2"]),
+    # An empty batch, a negative count, a count that disagrees with w, past `sample` too.
+    (_sample(num_samples=-2), None, ["num_samples=-2", "positive int"]),
+    (_sample(num_samples=7, w=np.zeros((4, W_DIM))), None, ["num_samples=7", "w's batch, 4"]),
+    (lambda c, v: encode(v, random_images(0, 0), config=c), None, ["images has batch 0"]),
+    (lambda c, v: posterior(v, random_images(0, 0), c, 4), None, ["images has batch 0"]),
+    (lambda c, v: posterior(v, random_images(0, 2), c, 0), None, ["batch_size=0"]),
+    (lambda c, v: draw_prior_w(v, c, 0, KEY), None, ["num=0", "positive int"]),
+    (lambda c, v: draw_prior_w(v, c, -2, KEY), None, ["num=-2"]),
+    (lambda c, v: draw_prior_w(v, c, 2.5, KEY), None, ["num=2.5"]),
 ])
 def test_bad_input_is_one_line_naming_the_argument(cond, call, config, expected):
     cond_config, variables = cond

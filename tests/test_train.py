@@ -4,6 +4,8 @@ import glob
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,6 +173,9 @@ def test_sigkill_or_stop_at_step_resume_equals_uninterrupted_run(tmp_path):
               "--config.training.steps_per_save=1", "--config.training.steps_per_eval=1000"]
     straight = str(tmp_path / "straight")
     assert run_main(common + [f"--workdir={straight}"]).returncode == 0
+    finished = _finished(straight)
+    assert finished["step"] == 6 and finished["evaluation"]["step"] == 6
+    assert "eval/bpd" in finished["evaluation"]
 
     killed = str(tmp_path / "killed")
     proc = run_main(common + [f"--workdir={killed}"], wait=False)
@@ -181,17 +186,40 @@ def test_sigkill_or_stop_at_step_resume_equals_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not os.path.isdir(os.path.join(killed, "checkpoints", "5"))
+    with open(os.path.join(killed, "finished.json"), "w") as f:  # stale: training goes on
+        json.dump({"step": 2, "evaluation": {"step": 2}}, f)
     # Resumed as a pilot of the first 5 steps of the same 6-step schedule, then continued.
     stopped = run_main(common + [f"--workdir={killed}", "--config.training.stop_at_step=5"])
     assert stopped.returncode == 0, stopped.stderr
     assert "step 5/5" in stopped.stdout and "Stopped at step 5 of 6" in stopped.stdout
+    assert "finished.json (step 2): the run goes on from step" in stopped.stdout
     assert not os.path.exists(os.path.join(killed, "finished.json"))
     resumed = run_main(common + [f"--workdir={killed}"])
     assert resumed.returncode == 0, resumed.stderr
     assert "Resumed from step 5 in " in resumed.stdout and "step 6/6" in resumed.stdout
-    with open(os.path.join(killed, "finished.json")) as f:
-        assert json.load(f) == {"step": 6}
+    assert _finished(killed)["step"] == 6
     assert_trees_close(final_params(straight), final_params(killed), rtol=0, atol=0)
+    steps = [row["step"] for row in metric_rows(killed) if "train/bpd" in row]
+    assert steps == sorted(set(steps))  # rows the kill left past step 3 are not repeated
+
+    # A config asking for fewer steps than the checkpoint has: refused, or finished by a flag
+    # once its last step is evaluated (finished.json removed, as when that evaluation failed).
+    fewer = common[:-3] + [f"--workdir={straight}", "--config.training.num_steps_train=5"]
+    refused = run_main(fewer)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert "is step 6, past config.training.num_steps_train=5" in line, line
+    assert "--finish_at_checkpoint" in line
+    os.remove(os.path.join(straight, "finished.json"))
+    flagged = run_main(fewer + ["--finish_at_checkpoint"])
+    assert flagged.returncode == 0, flagged.stderr
+    assert "Evaluating step 6, the last, before marking the run finished." in flagged.stdout
+    assert _finished(straight)["evaluation"]["step"] == 6
+
+
+def _finished(workdir: str) -> dict:
+    with open(os.path.join(workdir, "finished.json")) as f:
+        return json.load(f)
 
 
 def test_two_devices_equal_one_device(tmp_path):
@@ -244,6 +272,11 @@ BAD_CONFIGS = [
     (["--config=configs/mvdm_oe.py:smoke", "--config.training.stop_at_step=3"],
      "config.training.stop_at_step=3 is invalid: expected 0 (off) or a step <= "
      "training.num_steps_train=2"),
+    (["--config=configs/mvdm_oe.py:smoke", "--config.data.synthetic_train=3"],
+     "'synthetic' has 3 training images, fewer than one batch "
+     "(config.training.batch_size_train=8)"),
+    (["--config=configs/mvdm_oe.py:smoke", "--config.data.synthetic_test=2"],
+     "has 2 test images, fewer than one batch (config.training.batch_size_eval=8)"),
 ]
 
 
@@ -254,7 +287,7 @@ def test_bad_config_fails_in_one_line_before_any_work(args, message, tmp_path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
-    assert not os.path.isdir(os.path.join(workdir, "checkpoints"))
+    assert not os.path.exists(workdir)  # checked before the workdir is made
 
 
 def test_workdir_that_is_a_file_fails_in_one_line(tmp_path):
@@ -314,8 +347,7 @@ def test_signal_saves_exits_with_its_code_and_resumes(sig, code, tmp_path):
     resumed = run_main(common[:2] + [f"--config.training.num_steps_train={step + 1}"])
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resumed from step {step} in " in resumed.stdout
-    with open(os.path.join(workdir, "finished.json")) as f:
-        assert json.load(f) == {"step": step + 1}
+    assert _finished(workdir)["step"] == step + 1
 
 
 def test_a_signal_during_the_setup_stops_before_the_first_step(tmp_path, monkeypatch):
@@ -359,6 +391,7 @@ def test_corrupt_newest_checkpoint_falls_back_with_quiet_logs(tmp_path):
     assert "Resumed from step 1 in " in resumed.stdout
     assert os.path.isdir(os.path.join(workdir, "checkpoints_unreadable", "2"))
     assert not _info_lines(resumed.stderr), resumed.stderr
+    assert "Traceback" not in resumed.stderr and "Exception ignored" not in resumed.stderr
 
     verbose = run_main(common + ["--config.training.num_steps_train=4", "--verbosity=0"])
     assert verbose.returncode == 0 and _info_lines(verbose.stderr), verbose.stderr
@@ -367,3 +400,123 @@ def test_corrupt_newest_checkpoint_falls_back_with_quiet_logs(tmp_path):
 def _info_lines(stderr: str) -> list:
     """absl-formatted INFO lines (`I1130 08:14:25.606 ... file.py:12] ...`)."""
     return [line for line in stderr.splitlines() if re.match(r"I\d{4} \d\d:\d\d", line)]
+
+
+# ------------------------------------------------------------- the run folder, one writer
+
+
+def test_a_second_writer_of_a_run_exits_2_naming_the_first(tmp_path):
+    workdir = str(tmp_path / "run")
+    common = ["--config=configs/mvdm.py:smoke", f"--workdir={workdir}",
+              "--config.training.num_steps_train=100000", "--config.training.steps_per_save=1000",
+              "--config.training.steps_per_eval=100000"]
+    first = run_main(common, wait=False)
+    for line in first.stdout:  # stop once training runs
+        if line.startswith("step 2/"):
+            break
+    try:
+        for mode in ("train", "eval"):
+            second = run_main(common + [f"--mode={mode}"], timeout=300)
+            assert second.returncode == 2, second.stdout + second.stderr
+            (line,) = second.stderr.strip().splitlines()
+            assert line.startswith(f"error: {workdir} is in use by training (pid {first.pid} on "
+                                   f"{os.uname().nodename}, since "), line
+    finally:
+        first.send_signal(signal.SIGTERM)
+        out = first.stdout.read()
+        first.wait(timeout=300)
+    assert first.returncode == 143, out
+    steps = [row["step"] for row in metric_rows(workdir)]
+    assert steps == sorted(steps)  # one writer: no rows of another process in between
+
+
+def test_a_checkpoints_file_ends_in_one_line_not_a_hang(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "checkpoints").write_text("junk")
+    result = run_main(["--config=configs/mvdm.py:smoke", f"--workdir={workdir}"], timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {workdir}/checkpoints is a file: expected the folder of the run's checkpoints; "
+        "move the file away (or use a new workdir)."]
+    assert not (workdir / "metrics.jsonl").exists()
+
+
+def _npz(path, train_images, test_images=None):
+    test_images = np.zeros((8, 8, 8, 1), np.uint8) if test_images is None else test_images
+    np.savez(path, train_images=train_images, test_images=test_images)
+
+
+BAD_FILES = [
+    ("data.npz", lambda p: p.write_bytes(b""), "config.data.path='{path}' is empty (0 bytes)"),
+    ("data.npz", lambda p: p.write_text("1,2,3\n"),
+     "config.data.path='{path}' is not an .npz file, or is cut short"),
+    ("data.npz", lambda p: _npz(p, np.zeros((16, 1, 8, 8), np.uint8)),
+     "has shape (16, 1, 8, 8): expected channels last [N, H, W, C] with C <= 4; it looks "
+     "channels first"),
+    ("run/config.json", lambda p: p.write_text('{"config": {"na'),
+     "{path} is not valid JSON (truncated or damaged: "),
+    ("run/config.json", lambda p: p.write_text("[]"), "{path} holds a JSON list: expected"),
+]
+
+
+@pytest.mark.parametrize("name,write,message", BAD_FILES)
+def test_a_bad_data_or_config_file_is_one_line_naming_it(name, write, message, tmp_path):
+    path = tmp_path / name
+    path.parent.mkdir(exist_ok=True)
+    write(path)
+    data = (["--config.data.source=npz", f"--config.data.path={path}"]
+            if name.endswith(".npz") else [])
+    result = run_main(["--config=configs/mvdm.py:smoke", f"--workdir={tmp_path / 'run'}"]
+                      + data, timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert message.format(path=path) in line, line
+
+
+def _mount_namespace() -> bool:
+    """Whether this process may run a command in a mount namespace of its own (root, with
+    `unshare`), where a read-only or full folder can be mounted without touching the host."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+def run_main_mounted(mount: str, args, timeout=300):
+    """run_main's command in a mount namespace where the shell command `mount` ran first; its
+    stdout ends with `rc=<exit code>` and the listing of the workdir's checkpoints/ (if any),
+    taken before the mount goes."""
+    args = list(args) + ["--config.training.tensorboard=False"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count=1 {TEST_XLA_FLAGS}"
+    cmd = " ".join(shlex.quote(c) for c in [sys.executable, os.path.join(ROOT, "main.py")] + args)
+    return subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && {cmd}; echo rc=$?; "
+                           f"ls -a {shlex.quote(args[1].split('=', 1)[1])}/checkpoints "
+                           "2>/dev/null"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.skipif(not _mount_namespace(), reason="needs root and unshare (mount namespaces)")
+def test_a_read_only_or_full_workdir_is_one_line(tmp_path):
+    """A read-only folder: refused before any work. A full disk at the first save: one line
+    naming the cause, no partial step left, no traceback of Orbax's threads."""
+    base = ["--config=configs/mvdm.py:smoke"]
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    result = run_main_mounted(f"mount --bind -o ro {read_only} {read_only}",
+                              base + [f"--workdir={read_only}"])
+    assert "rc=2" in result.stdout, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: the workdir {read_only} cannot be written (Read-only file system): training "
+        "writes there; use a folder you can write to."]
+
+    full = tmp_path / "full"
+    full.mkdir()
+    result = run_main_mounted(f"mount -t tmpfs -o size=160k tmpfs {full}",
+                              base + [f"--workdir={full}/run"])
+    assert "rc=2" in result.stdout, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (f"error: could not save step 1 in {full}/run/checkpoints (No space left on "
+                    "device: free space there, then run again to resume); no checkpoint was "
+                    "saved before it."), line
+    assert result.stdout.splitlines()[-2:] == [".", ".."]  # checkpoints/ holds nothing

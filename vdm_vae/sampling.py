@@ -322,6 +322,9 @@ def draw_prior_w(params, config: ModelConfig, num: int, rng: jax.Array,
     """w [num, w_dim] from the model's prior (N(0, I), its learned mixture or its learned w-space
     VDM, by that VDM's ancestral sampler), or from a prior fitted after training,
     fitted_prior = (params, PriorConfig) (`vdm_vae.load_fitted_prior`)."""
+    if not _is_int(num) or num < 1:
+        _fail("num", num, "a positive int (the number of codes)")
+    num = int(num)
     if fitted_prior is None:
         return _model_prior_w(as_variables(params), rng, config=config, num=num)
     from vdm_vae.evaluation.fitted_prior import sample_w
@@ -351,6 +354,7 @@ def encode(params, images, *, config: ModelConfig, t: Optional[float] = None
     if not config.conditional:
         raise ValueError("encode needs a model with an encoder; config.encoder.kind is 'none'.")
     images = check_images(images, config)
+    batch_of("images", images)
     t_arr = None
     if config.encoder.time_conditioned:
         if t is None:
@@ -363,6 +367,9 @@ def encode(params, images, *, config: ModelConfig, t: Optional[float] = None
 def posterior(params, images: np.ndarray, config: ModelConfig, batch_size: int,
               desc: Optional[str] = None):
     """(mean, logvar) of q(w|x), each [N, w_dim]; a progress line on stderr if `desc`."""
+    if not _is_int(batch_size) or batch_size < 1:
+        _fail("batch_size", batch_size, "a positive int")
+    batch_of("images", images)
     means, logvars = [], []
     progress = Progress(len(images), desc, "img") if desc else None
     for start in range(0, len(images), batch_size):

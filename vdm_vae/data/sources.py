@@ -5,6 +5,7 @@ TensorFlow and TFDS are optional: they are imported only inside `load_tfds`.
 
 import dataclasses
 import os
+import zipfile
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -14,6 +15,7 @@ from vdm_vae.data import mnist
 SOURCES = ("mnist", "tfds", "npz", "synthetic")
 SYNTHETIC_SEED = 0
 SYNTHETIC_NUM_CLASSES = 10
+MAX_CHANNELS = 4  # grey, grey + alpha, RGB, RGBA: what the figures (PNG) can show
 _NPZ_REQUIRED = ("train_images", "test_images")
 _NPZ_OPTIONAL = ("train_labels", "test_labels")
 
@@ -61,6 +63,12 @@ def _check_images(field: str, images: Any, name: str) -> None:
     if images.ndim != 4 or min(images.shape) < 1:
         raise ValueError(f"{field} of {name!r} has shape {images.shape}: expected rank 4 "
                          "[N, H, W, C] (NHWC, channels last, all sizes >= 1).")
+    if images.shape[3] > MAX_CHANNELS:
+        looks = (f"it looks channels first [N, C, H, W] (C={images.shape[1]}): transpose it "
+                 "with images.transpose(0, 2, 3, 1)" if images.shape[1] <= MAX_CHANNELS
+                 else f"C={images.shape[3]} channels is more than {MAX_CHANNELS}")
+        raise ValueError(f"{field} of {name!r} has shape {images.shape}: expected channels last "
+                         f"[N, H, W, C] with C <= {MAX_CHANNELS}; {looks}.")
 
 
 def _check_labels(split: str, images: np.ndarray, labels: Any, name: str) -> None:
@@ -153,16 +161,26 @@ def load_npz(path: str, name: Optional[str] = None) -> Dataset:
     Returns:
       The validated Dataset.
     """
+    expected = f"expected an .npz (np.savez) with {_NPZ_REQUIRED} and optionally {_NPZ_OPTIONAL}"
     if not os.path.isfile(path):
-        raise ValueError(f"config.data.path={path!r} is not a file: expected an .npz with "
-                         f"{_NPZ_REQUIRED} and optionally {_NPZ_OPTIONAL}.")
-    with np.load(path, allow_pickle=False) as npz:
-        missing = [key for key in _NPZ_REQUIRED if key not in npz.files]
-        if missing:
-            raise ValueError(f"config.data.path={path!r} lacks {missing}: found "
-                             f"{sorted(npz.files)}, expected {_NPZ_REQUIRED} and optionally "
-                             f"{_NPZ_OPTIONAL}.")
-        arrays = {key: npz[key] for key in npz.files if key in _NPZ_REQUIRED + _NPZ_OPTIONAL}
+        raise ValueError(f"config.data.path={path!r} is not a file: {expected}.")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"config.data.path={path!r} is empty (0 bytes): {expected}.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"config.data.path={path!r} is not an .npz file, or is cut short "
+                         f"(an .npz is a zip archive; this is not a whole one): {expected}.")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            files = sorted(npz.files)
+            arrays = {key: npz[key] for key in files if key in _NPZ_REQUIRED + _NPZ_OPTIONAL}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"config.data.path={path!r} cannot be read ({reason}): "
+                         f"{expected}, of numeric arrays (no objects).") from error
+    missing = [key for key in _NPZ_REQUIRED if key not in files]
+    if missing:
+        raise ValueError(f"config.data.path={path!r} lacks {missing}: found {files}, "
+                         f"{expected}.")
     name = name or os.path.splitext(os.path.basename(path))[0]
     return Dataset(name=name, train_labels=arrays.get("train_labels"),
                    test_labels=arrays.get("test_labels"), train_images=arrays["train_images"],

@@ -1,6 +1,9 @@
 """`--mode=eval`: the honest bound, collapse diagnostics, probes, samples/FID and figures.
 
-Writes workdir/eval/metrics.json, samples.npz and PNG figures.
+Writes workdir/eval/metrics.json, bound_per_image.npz, samples.npz and PNG figures, as a whole
+(`eval_dir`: a new folder renamed into place), each recording the step evaluated. The config and
+data are checked against the run's first (`run_check`); SIGINT / SIGTERM stop the evaluation
+with the previous eval/ intact (`Stopped`, exit code 128 + the signal).
 """
 
 import functools
@@ -14,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from vdm_vae import data as data_lib
-from vdm_vae.evaluation import paired, per_image, plots
+from vdm_vae.evaluation import eval_dir, paired, per_image, plots, run_check
 from vdm_vae.metrics import collapse, intervals, probes
 from vdm_vae.model import objective
 from vdm_vae.model.config import ModelConfig
@@ -22,7 +25,9 @@ from vdm_vae.model.vae import VDMVAE, init_params
 from vdm_vae.runtime import atomic
 from vdm_vae.runtime.console import say, warn
 from vdm_vae.runtime.images import image_grid, save_png
+from vdm_vae.runtime.locks import hold_run
 from vdm_vae.runtime.progress import Progress
+from vdm_vae.runtime.signals import Interrupted, Interrupts, Stopped
 from vdm_vae.sampling import decode_z0, draw_prior_w, encode, posterior, reverse_steps, sample
 from vdm_vae.training.checkpoints import load_with_step
 
@@ -37,18 +42,20 @@ def _bound_terms(params, images, rng, t, w, *, config: ModelConfig) -> Dict[str,
 
 
 def bound_metrics(params, images: np.ndarray, config: ModelConfig, batch_size: int,
-                  draws: int, out_dir: Optional[str] = None) -> Dict[str, float]:
+                  draws: int, out_dir: Optional[str] = None,
+                  step: Optional[int] = None) -> Dict[str, float]:
     """Test bpd and its terms with standard errors, `draws` paired draws per image.
 
     The draws are those of `vdm_vae.evaluation.paired` with its fixed seed, so the per-image
-    bounds of
-    two runs on the same images are paired; they are saved to out_dir/bound_per_image.npz.
+    bounds of two runs on the same images are paired; they are saved to
+    out_dir/bound_per_image.npz, with the checkpoint's `step`.
     """
     bounds = paired.per_image_bound(params, images, config, draws=draws,
                                     batch_size=batch_size)
     if out_dir is not None:
+        stamp = {} if step is None else {"step": int(step)}
         atomic.save_npz(os.path.join(out_dir, per_image.BOUND_FILE), compressed=True,
-                        seed=paired.EVAL_SEED, draws=draws, **bounds)
+                        seed=paired.EVAL_SEED, draws=draws, **stamp, **bounds)
     result = {}
     for name, values in bounds.items():
         stats = intervals.mean_interval(values)
@@ -250,7 +257,8 @@ def representation_metrics(params, dataset, test_images, test_labels, model_conf
     return result
 
 
-def sample_metrics(params, test_images, model_config, e, out_dir, seed: int) -> dict:
+def sample_metrics(params, test_images, model_config, e, out_dir, seed: int,
+                   step: int) -> dict:
     """Sample grids, guided generations, the reconstruction figure, samples.npz and FID."""
     rng = jax.random.PRNGKey(seed + 3)
     grid = generate(params, model_config, 64, 64, e.sample_steps, rng)
@@ -277,7 +285,8 @@ def sample_metrics(params, test_images, model_config, e, out_dir, seed: int) -> 
     else:
         samples = generate(params, model_config, e.num_fid_samples, e.fid_batch_size,
                            e.sample_steps, jax.random.fold_in(rng, 3))
-        atomic.save_npz(os.path.join(out_dir, "samples.npz"), compressed=True, images=samples)
+        atomic.save_npz(os.path.join(out_dir, "samples.npz"), compressed=True, images=samples,
+                        step=int(step))
         result["fid"] = _fid_or_none(samples, test_images)
     return result
 
@@ -300,16 +309,48 @@ def _fid_or_none(samples: np.ndarray, reference: np.ndarray) -> Optional[float]:
         return None
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Evaluates the latest checkpoint's EMA parameters; returns and writes metrics.json."""
+def evaluate(config: ml_collections.ConfigDict, workdir: str,
+             allow_config_change: bool = False) -> dict:
+    """Evaluates the latest checkpoint's EMA parameters into workdir/eval/ (replaced as a
+    whole), holding the workdir's lock; returns the metrics (also eval/metrics.json).
+
+    Args:
+      allow_config_change: evaluate even if `config` or its data differ from the run's
+        config.json (the differences are recorded as metrics["config_changes"]); else a
+        ValueError names them.
+    Raises:
+      Stopped: on SIGINT / SIGTERM, once the partial evaluation is removed (said on stdout).
+    """
     e = config.eval
     if e.mc_draws < 1:
         raise ValueError(f"config.eval.mc_draws={e.mc_draws} is invalid: expected an int >= 1.")
+    with Interrupts() as interrupts:
+        try:
+            with hold_run(workdir, "evaluation (--mode=eval)"):
+                metrics = _evaluate(config, workdir, allow_config_change, interrupts)
+        except Interrupted as interrupted:
+            kept = eval_dir.recorded_step(os.path.join(workdir, eval_dir.EVAL_DIR,
+                                                       "metrics.json"))
+            kept = ("no eval/ was written" if kept is None
+                    else f"eval/ keeps the evaluation of step {kept}")
+            say(f"Signal {interrupted.signum}: evaluation stopped; {kept}.")
+            raise Stopped(interrupted.signum) from None
+    if interrupts.received is not None:  # came while eval/ was renamed into place
+        say(f"Signal {interrupts.received}: the evaluation of step {metrics['step']} was "
+            "written whole, then stopped.")
+        raise Stopped(interrupts.received, metrics["step"])
+    return metrics
+
+
+def _evaluate(config: ml_collections.ConfigDict, workdir: str, allow_config_change: bool,
+              interrupts: Interrupts) -> dict:
+    e = config.eval
     dataset = data_lib.load_dataset(config.data)
+    changes = run_check.check(workdir, config, dataset, allow_config_change)
+    if changes:
+        warn(f"evaluating with a config or data that differ from the run's: {'; '.join(changes)}.")
     params, model_config, step = load_with_step(workdir)
     params = {"params": params}
-    out_dir = os.path.join(workdir, "eval")
-    os.makedirs(out_dir, exist_ok=True)
     seed = int(config.training.seed)
     batch_size = int(config.training.batch_size_eval)
     test_images, test_labels = limit(dataset.test_images, dataset.test_labels,
@@ -318,17 +359,21 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                "conditional": model_config.conditional,
                # A time-conditioned encoder has a code w_t per time: no single-latent bound.
                "bpd_is_bound": not model_config.encoder.time_conditioned}
-    metrics.update(bound_metrics(params, test_images, model_config, batch_size, e.mc_draws,
-                                 out_dir))
-    if model_config.conditional and model_config.encoder.single_code:
-        metrics.update(representation_metrics(params, dataset, test_images, test_labels,
-                                              model_config, e, out_dir, batch_size, seed))
-    else:
-        say(f"KL of w, active units, probes and kl_per_dim / tsne / pca / interpolation / "
-            f"w_usage figures skipped: encoder.kind={model_config.encoder.kind!r} has no "
-            "single code per image.")
-    metrics.update(sample_metrics(params, test_images, model_config, e, out_dir, seed))
-    atomic.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    if changes:
+        metrics["config_changes"] = changes
+    with eval_dir.replacing(workdir, step, before_commit=interrupts.hold) as out_dir:
+        metrics.update(bound_metrics(params, test_images, model_config, batch_size, e.mc_draws,
+                                     out_dir, step))
+        if model_config.conditional and model_config.encoder.single_code:
+            metrics.update(representation_metrics(params, dataset, test_images, test_labels,
+                                                  model_config, e, out_dir, batch_size, seed))
+        else:
+            say(f"KL of w, active units, probes and kl_per_dim / tsne / pca / interpolation / "
+                f"w_usage figures skipped: encoder.kind={model_config.encoder.kind!r} has no "
+                "single code per image.")
+        metrics.update(sample_metrics(params, test_images, model_config, e, out_dir, seed,
+                                      step))
+        atomic.write_json(os.path.join(out_dir, "metrics.json"), metrics)
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))},
                      indent=1), flush=True)
     return metrics

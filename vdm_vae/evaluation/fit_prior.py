@@ -7,8 +7,9 @@ The KL bound is evaluated on every test image with 16 draws each (--num_test_ima
 --draws) and reported with its standard error. Writes workdir/w_prior/ (parameters),
 workdir/eval/w_prior.json, workdir/eval/w_prior_per_image.npz (each test image's KL bound in
 bits/dim, in the test set's order, which `experiments/collect.py` pairs with `--mode=eval`'s
-per-image bound) and workdir/eval/samples_learned_prior.png. Run `--mode=eval` first to have
-the bound's other terms.
+per-image bound) and workdir/eval/samples_learned_prior.png, each recording the checkpoint's
+step (so that a later `--mode=eval` of the same step keeps them, `eval_dir`). Run `--mode=eval`
+first to have the bound's other terms. It holds the workdir's lock while it runs.
 """
 
 import json
@@ -26,7 +27,8 @@ from vdm_vae.metrics import intervals
 from vdm_vae.model.diffusion import bits_per_dim_factor
 from vdm_vae.runtime import atomic, cli
 from vdm_vae.runtime.images import image_grid, save_png
-from vdm_vae.training.checkpoints import load
+from vdm_vae.runtime.locks import hold_workdir
+from vdm_vae.training.checkpoints import load_with_step
 
 
 def define_flags():
@@ -98,7 +100,13 @@ def fit_and_report(config, workdir: str, steps: int, batch_w: int, hidden: int,
     steps, batch_w, hidden: the prior's optimiser steps, batch of w and MLP width;
     num_test (-1: all) test images with `draws` draws each for the KL bound.
     """
-    params, model_config = load(workdir)
+    with hold_workdir(workdir, "fit_prior"):
+        _fit_and_report(config, workdir, steps, batch_w, hidden, num_test, draws)
+
+
+def _fit_and_report(config, workdir: str, steps: int, batch_w: int, hidden: int,
+                    num_test: int, draws: int):
+    params, model_config, step = load_with_step(workdir)
     if not model_config.conditional:
         raise ValueError(f"the run in {workdir} has no encoder (config.model.encoder.kind="
                          "'none'): there is no w to put a prior on.")
@@ -113,21 +121,22 @@ def fit_and_report(config, workdir: str, steps: int, batch_w: int, hidden: int,
     test_images = dataset.test_images if num_test < 0 else dataset.test_images[:num_test]
     report, kl_bpd = prior_report(params, prior_params, prior_config, model_config, test_images,
                                   batch, jax.random.fold_in(rng, 1), draws)
-    report.update(steps=steps, loss_history_nats=history)
+    report.update(step=step, steps=steps, loss_history_nats=history)
     out_dir = os.path.join(workdir, "eval")
     metrics_path = os.path.join(out_dir, "metrics.json")
     if os.path.exists(metrics_path):
         with open(metrics_path) as f:
             m = json.load(f)
-        report["bpd_learned_prior"] = (m["bpd"] - m["bpd_kl_w"]
-                                       + report["bpd_kl_w_learned_prior"])
+        if m.get("step") == step:  # the bound's other terms, of the same checkpoint
+            report["bpd_learned_prior"] = (m["bpd"] - m["bpd_kl_w"]
+                                           + report["bpd_kl_w_learned_prior"])
     os.makedirs(out_dir, exist_ok=True)
-    atomic.save_npz(os.path.join(out_dir, per_image.PRIOR_FILE), bpd_kl_w_learned_prior=kl_bpd)
+    atomic.save_npz(os.path.join(out_dir, per_image.PRIOR_FILE), bpd_kl_w_learned_prior=kl_bpd,
+                    step=step)
     samples = generate(params, model_config, 64, 64, config.eval.sample_steps,
                        jax.random.fold_in(rng, 2), fitted_prior=(prior_params, prior_config))
-    save_png(os.path.join(out_dir, "samples_learned_prior.png"), image_grid(samples, 8))
-    with open(os.path.join(out_dir, "w_prior.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    save_png(os.path.join(out_dir, "samples_learned_prior.png"), image_grid(samples, 8), step)
+    atomic.write_json(os.path.join(out_dir, "w_prior.json"), report, indent=1)
     print(json.dumps({k: v for k, v in report.items() if not isinstance(v, list)}, indent=1))
 
 

@@ -20,7 +20,8 @@ TERMS = ("bpd", "bpd_recon", "bpd_prior", "bpd_diff", "bpd_kl_w")
 
 
 def load(workdir: str) -> Dict[str, np.ndarray]:
-    """The arrays of workdir/eval/BOUND_FILE: `seed`, `draws` and a [N] array per term.
+    """The arrays of workdir/eval/BOUND_FILE: `seed`, `draws`, `step` (the checkpoint's, in
+    files written since it is recorded) and a [N] array per term.
 
     Raises:
         ValueError: in one line, if the run has no per-image bounds.
@@ -36,13 +37,16 @@ def load(workdir: str) -> Dict[str, np.ndarray]:
 def learned_prior_bound(workdir: str, bounds: Dict[str, np.ndarray]) -> Optional[np.ndarray]:
     """Each image's bound [N] with its KL of w to N(0, I) replaced by its KL bound to the
     learned prior (workdir/eval/PRIOR_FILE), or None where the prior was not fitted on the
-    same images."""
+    same images, or on another step's checkpoint (when both files record their step)."""
     path = os.path.join(workdir, "eval", PRIOR_FILE)
     if "bpd_kl_w" not in bounds or not os.path.exists(path):
         return None
     with np.load(path) as f:
         kl = f["bpd_kl_w_learned_prior"]
+        step = int(f["step"]) if "step" in f.files else None
     if kl.shape != bounds["bpd"].shape:
+        return None
+    if step is not None and "step" in bounds and int(bounds["step"]) != step:
         return None
     return bounds["bpd"] - bounds["bpd_kl_w"] + kl
 

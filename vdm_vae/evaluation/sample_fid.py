@@ -16,6 +16,8 @@ chunk's features done writes samples.npz, features.npy (all the features), fid.j
 samples.png (the first 100). fid.json holds the FID of all the samples against the whole test set
 with the number of samples, T and the checkpoint's step, and the FIDs of SPLITS disjoint blocks
 of the samples, from which `experiments/collect.py` gives two runs' FID difference an interval.
+The workers share the workdir's lock (`hold_workdir(shared=True)`): they run together, but never
+beside a training, an evaluation or fit_prior of the same run.
 """
 
 import json
@@ -33,7 +35,7 @@ from vdm_vae.evaluation.evaluate import fid_cache_dir
 from vdm_vae.metrics import fid
 from vdm_vae.runtime import atomic, cli
 from vdm_vae.runtime.images import image_grid, save_png
-from vdm_vae.runtime.locks import claim, release
+from vdm_vae.runtime.locks import claim, hold_workdir, release
 from vdm_vae.runtime.progress import Progress
 from vdm_vae.sampling import sample
 from vdm_vae.training.checkpoints import load_run_config, load_with_step
@@ -188,6 +190,12 @@ def run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
     for name, value in (("num_samples", num), ("steps", steps), ("batch", batch)):
         if value < 1:
             raise ValueError(f"--{name}={value} is invalid: expected a positive int.")
+    with hold_workdir(workdir, "sample_fid", shared=True):
+        return _run(workdir, prior_name, num, steps, batch, seed)
+
+
+def _run(workdir: str, prior_name: str, num: int, steps: int, batch: int,
+         seed: int) -> Optional[dict]:
     params, model_config, step = load_with_step(workdir)
     prior = None
     if prior_name == "learned":

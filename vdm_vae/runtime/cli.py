@@ -2,29 +2,47 @@
 
   app.run(main, flags_parser=cli.parse_flags)   # bad flags / config files: one line, exit 2
   cli.run_or_exit(lambda: train_and_evaluate(config, workdir))   # user errors: one line, exit 2
+
+A command that fails ends at once (`exit_now`): threads a library left running (Orbax's
+checkpoint writers, TensorStore's reads) can neither keep the process alive nor print their
+tracebacks after the one line.
 """
 
 import difflib
+import errno
 import importlib.util
 import os
 import sys
+import traceback
 from typing import Callable, List, Optional
 
 from absl import flags, logging
 
 from vdm_vae.runtime.console import quiet_third_party
+from vdm_vae.runtime.signals import Stopped
 
 USAGE_ERROR = 2
 # Errors the library raises for what the user asked (a field, a file, a value); anything
 # else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError,
                FloatingPointError)
+# OS errors that come from the machine or the user's files, not from a bug: one line too.
+USER_OS_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                  errno.ENOTDIR, errno.EISDIR)
+
+
+def exit_now(code: int):
+    """Flushes stdout and stderr and ends the process with `code`, without waiting for other
+    threads (a failed save leaves Orbax's waiting for minutes) or running their cleanup."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def fail(message: str):
     """Prints `error: message` (one line) on stderr and exits with code 2."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-    sys.exit(USAGE_ERROR)
+    exit_now(USAGE_ERROR)
 
 
 def _config_fields(flag_name: str, argv: List[str]) -> List[str]:
@@ -128,8 +146,24 @@ def check_workdir(workdir: str, must_exist: bool = False):
 
 
 def run_or_exit(job: Callable[[], Optional[int]]) -> Optional[int]:
-    """Runs `job`; a user error (see USER_ERRORS) becomes one line on stderr and exit code 2."""
+    """Runs `job`; a user error (see USER_ERRORS, USER_OS_ERRNOS) becomes one line on stderr and
+    exit code 2, SIGINT one line on stdout and exit code 130, anything else (a bug) its
+    traceback and exit code 1. `Stopped` (a command that stopped on a signal, having said so)
+    passes, for the caller to exit with its code."""
     try:
         return job()
+    except Stopped:
+        raise
     except USER_ERRORS as error:
         fail(str(error))
+    except OSError as error:
+        if error.errno not in USER_OS_ERRNOS:
+            traceback.print_exc()
+            exit_now(1)
+        fail(f"{error.strerror}: {error.filename}" if error.filename else str(error))
+    except KeyboardInterrupt:
+        print("Signal 2: stopped.", flush=True)
+        exit_now(130)
+    except Exception:  # noqa: BLE001 - a bug: its traceback, then end without waiting
+        traceback.print_exc()
+        exit_now(1)

@@ -38,18 +38,23 @@ def quiet_third_party(verbosity: int):
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(level)
     absl_logger = logging.getLogger("absl")
-    absl_logger.removeFilter(_drop_save_waits)
+    absl_logger.removeFilter(_drop_orbax_noise)
     if verbosity < 0:
-        absl_logger.addFilter(_drop_save_waits)
+        absl_logger.addFilter(_drop_orbax_noise)
 
 
-def _drop_save_waits(record: logging.LogRecord) -> bool:
-    """False for Orbax's "Waiting for previous save to complete took N seconds" warning.
+def _drop_orbax_noise(record: logging.LogRecord) -> bool:
+    """False for Orbax's "Waiting for previous save to complete took N seconds" warning and for
+    the tracebacks Orbax's threads log when a save or restore fails.
 
     Checkpointer.save already waits for every save; on a loaded machine Orbax still warns
-    about the second it takes to start the next one, at every save.
+    about the second it takes to start the next one, at every save. A failed save or restore
+    reaches the project's code as an exception, which says it in one line (`SaveFailed`, the
+    unreadable-checkpoint warning); Orbax's threads first log it, with tracebacks, several times.
     """
-    return not str(record.msg).startswith("Waiting for previous save to complete")
+    if str(record.msg).startswith("Waiting for previous save to complete"):
+        return False
+    return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
 
 
 @contextlib.contextmanager

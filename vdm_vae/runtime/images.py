@@ -1,4 +1,6 @@
-"""Image grids and PNG files."""
+"""Image grids and PNG files (which can record the step they come from)."""
+
+from typing import Optional
 
 import numpy as np
 
@@ -19,11 +21,41 @@ def image_grid(images: np.ndarray, ncol: int, pad: int = 1) -> np.ndarray:
     return grid
 
 
-def save_png(path: str, image: np.ndarray):
-    """Writes a uint8 [H,W,C] (C = 1 or 3) image as PNG, atomically."""
+def save_png(path: str, image: np.ndarray, step: Optional[int] = None):
+    """Writes a uint8 [H,W,C] (C = 1 to 4) image as PNG, atomically; with `step`, the PNG
+    records it (a "step" text chunk, `png_step`)."""
     from PIL import Image
 
     image = np.asarray(image, np.uint8)
     mode_image = image[..., 0] if image.shape[-1] == 1 else image
     with atomic.replacing(path, ".png") as tmp:
-        Image.fromarray(mode_image).save(tmp)
+        Image.fromarray(mode_image).save(tmp, pnginfo=_step_info(step))
+
+
+def _step_info(step: Optional[int]):
+    from PIL import PngImagePlugin
+
+    if step is None:
+        return None
+    info = PngImagePlugin.PngInfo()
+    info.add_text("step", str(int(step)))
+    return info
+
+
+def stamp_png(path: str, step: int):
+    """Rewrites the PNG at `path` (pixels unchanged) recording `step`."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        with atomic.replacing(path, ".png") as tmp:
+            image.save(tmp, pnginfo=_step_info(step))
+
+
+def png_step(path: str) -> Optional[int]:
+    """The step a PNG records (`save_png(..., step)`, `stamp_png`), else None."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        value = getattr(image, "text", {}).get("step")
+    return int(value) if value is not None else None

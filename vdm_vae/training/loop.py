@@ -1,14 +1,15 @@
 """The training loop: validate, restore or init, train with periodic log / eval / save.
 
-A finished run writes workdir/finished.json ({"step": N}); a run stopped by SIGINT / SIGTERM
-saves a checkpoint and raises `Stopped` (main.py exits with 128 + the signal number). With
-training.stop_at_step = S > 0 the run saves and returns at step S of its schedule, unfinished:
-running it again with a later S (or 0) continues it.
+One process trains a workdir at a time (its lock, `vdm_vae.runtime.locks`). A run is finished
+once its last step is saved and evaluated: then it writes workdir/finished.json
+(`vdm_vae.training.finished`), removed as soon as the run trains on. A run stopped by SIGINT /
+SIGTERM saves a checkpoint and raises `Stopped` (main.py exits with 128 + the signal number).
+With training.stop_at_step = S > 0 the run saves and returns at step S of its schedule,
+unfinished: running it again with a later S (or 0) continues it. A checkpoint past the config's
+steps is refused, unless `finish_at_checkpoint`.
 """
 
 import contextlib
-import json
-import os
 import signal
 import time
 from typing import Optional
@@ -24,10 +25,17 @@ from vdm_vae.cpu.platforms import local_train_devices, resolve_substeps
 from vdm_vae.model.config import ModelConfig, model_config_from_dict, model_config_to_dict
 from vdm_vae.runtime.console import say
 from vdm_vae.runtime.images import image_grid
+from vdm_vae.runtime.locks import hold_run
 from vdm_vae.runtime.progress import StepTimer
+from vdm_vae.runtime.signals import Stopped
 from vdm_vae.sampling import draw_prior_w, encode, sample
-from vdm_vae.training import curves
-from vdm_vae.training.checkpoints import Checkpointer, load_run_config, save_run_config
+from vdm_vae.training import curves, finished
+from vdm_vae.training.checkpoints import (
+    Checkpointer,
+    data_fingerprint,
+    load_run_config,
+    save_run_config,
+)
 from vdm_vae.training.step import (
     TrainState,
     create_train_state,
@@ -36,9 +44,12 @@ from vdm_vae.training.step import (
     make_train_step,
     replicate,
 )
-from vdm_vae.training.writers import create_writer, format_progress, read_metrics
-
-FINISHED_FILE = "finished.json"
+from vdm_vae.training.writers import (
+    create_writer,
+    drop_rows_after,
+    format_progress,
+    read_metrics,
+)
 
 
 def _require(ok: bool, field: str, value, accepted: str):
@@ -84,28 +95,15 @@ def _check_same_model(workdir: str, model_config: ModelConfig):
                              f"{workdir} (saved: {old.get(key)!r}); use a new workdir.")
 
 
-class Stopped(Exception):
-    """Training stopped on a signal at `step`, after saving it if it was trained since the last
-    checkpoint; `exit_code` is 128 + the signal number."""
-
-    def __init__(self, signum: int, step: int):
-        super().__init__(f"signal {signum}: stopped at step {step}.")
-        self.signum, self.step, self.exit_code = signum, step, 128 + signum
-
-
-def read_finished_step(workdir: str) -> Optional[int]:
-    """The step count of a finished run in `workdir` (workdir/finished.json), else None."""
-    path = os.path.join(workdir, FINISHED_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f).get("step")
-
-
-def _mark_finished(workdir: str, step: int):
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, FINISHED_FILE), "w") as f:
-            json.dump({"step": int(step)}, f)
+def check_data_size(dataset: data_lib.Dataset, t: ml_collections.ConfigDict):
+    """Each split holds at least one batch (the periodic evaluation needs a whole one)."""
+    for split, images, field in (("training", dataset.train_images, "batch_size_train"),
+                                 ("test", dataset.test_images, "batch_size_eval")):
+        if len(images) < getattr(t, field):
+            raise ValueError(f"the data set {dataset.name!r} has {len(images)} {split} images, "
+                             f"fewer than one batch (config.training.{field}="
+                             f"{getattr(t, field)}): give it more images, or use a smaller "
+                             "batch.")
 
 
 class StopSignals(contextlib.AbstractContextManager):
@@ -195,49 +193,69 @@ def sample_figures(params, dataset, model_config: ModelConfig, config, rng) -> d
     return grids
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       finish_at_checkpoint: bool = False) -> TrainState:
     """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the state.
 
     SIGINT / SIGTERM are caught from the start, so a signal during the setup (loading the data,
     building or restoring the state) stops the run before its first step instead of being lost.
+    The config and the data are checked before the workdir is touched; then the workdir's lock
+    is held to the end (another writer: `WorkdirBusy`, one line).
+
+    Args:
+      finish_at_checkpoint: a newest checkpoint past training.num_steps_train is evaluated and
+        marked finished at its step (else such a run is refused with a ValueError).
     """
     with StopSignals() as stop:
-        return _train(config, workdir, stop)
+        validate_training_config(config)
+        t = config.training
+        devices = local_train_devices((t.batch_size_train, t.batch_size_eval),
+                                      config.model.get("sm_n_embd", ModelConfig.sm_n_embd))
+        global_devices = devices * jax.process_count()
+        data_lib.check_batch_size(t.batch_size_train, global_devices,
+                                  "config.training.batch_size_train")
+        data_lib.check_batch_size(t.batch_size_eval, global_devices,
+                                  "config.training.batch_size_eval")
+        dataset = data_lib.load_dataset(config.data)
+        check_data_size(dataset, t)
+        model_config = model_config_from_dict(config.model.to_dict(), dataset.image_shape)
+        with hold_run(workdir, "training"):
+            return _train(config, workdir, dataset, model_config, devices, stop,
+                          finish_at_checkpoint)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, stop: StopSignals) -> TrainState:
-    # --- Setup: validate everything before any work.
-    validate_training_config(config)
+def _train(config: ml_collections.ConfigDict, workdir: str, dataset: data_lib.Dataset,
+           model_config: ModelConfig, devices: int, stop: StopSignals,
+           finish_at_checkpoint: bool) -> TrainState:
+    # --- Setup: the model, the optimizer, the checkpoints (a file in their place is refused).
     t = config.training
-    devices = local_train_devices((t.batch_size_train, t.batch_size_eval),
-                                  config.model.get("sm_n_embd", ModelConfig.sm_n_embd))
-    global_devices = devices * jax.process_count()
-    data_lib.check_batch_size(t.batch_size_train, global_devices,
-                              "config.training.batch_size_train")
-    data_lib.check_batch_size(t.batch_size_eval, global_devices, "config.training.batch_size_eval")
-    dataset = data_lib.load_dataset(config.data)
-    model_config = model_config_from_dict(config.model.to_dict(), dataset.image_shape)
     _check_same_model(workdir, model_config)
     tx = make_optimizer(config.optimizer, t.num_steps_train)
     rng = jax.random.PRNGKey(t.seed)
     init_rng, train_rng, _, sample_rng = jax.random.split(rng, 4)
-
-    # --- State: restore the latest checkpoint or start fresh.
-    state = create_train_state(model_config, tx, init_rng)
     ckpt = Checkpointer(workdir, t.checkpoints_to_keep, t.checkpoints_keep_period)
+
+    # --- State: restore the latest checkpoint or start fresh; where this call ends.
+    state = create_train_state(model_config, tx, init_rng)
     if ckpt.latest_step() is not None:
         state = ckpt.restore(state)
         say(f"Resumed from step {int(state.step)} in {ckpt.directory}")
-    if jax.process_index() == 0:
-        save_run_config(workdir, config.to_dict(), model_config)
-    writer = create_writer(workdir, jax.process_index(), config.training.tensorboard)
     step = int(state.step)
+    last_step = finished.end_step(t, step, finish_at_checkpoint, ckpt.directory)
+    if step >= last_step and finished.finished_step(workdir) == step:
+        say(f"Finished already at step {step} (finished.json): nothing to do.")
+        ckpt.close()
+        return state
+    finished.unmark(workdir, step, last_step)
+    if jax.process_index() == 0:
+        save_run_config(workdir, config.to_dict(), model_config, data_fingerprint(dataset))
+        drop_rows_after(workdir, step)  # rows of steps that are trained again
+    writer = create_writer(workdir, jax.process_index(), config.training.tensorboard)
     if step == 0:
         writer.write_hparams(config.to_dict())
     cpu = CpuClock(cpu_seconds_before(workdir, step))
 
     # --- Loop.
-    last_step = _last_step(t)
     substeps = resolve_substeps(t.substeps, (t.num_steps_train, t.steps_per_logging,
                                              t.steps_per_eval, t.steps_per_save, last_step))
     train_step = make_train_step(model_config, tx, config.optimizer.ema_rate,
@@ -251,7 +269,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: StopSignals) -
     p_state, p_rng = replicate(state, devices), replicate(train_rng, devices)
     history, timer = [], StepTimer()
     last_saved, start_step = ckpt.restored_step, step
-    received = None
+    received, final_eval = None, None
     while step < last_step and (received := stop.agreed()) is None:
         p_state, metrics = train_step(p_state, next(batches), p_rng)
         history += [(step + i + 1, jax.tree_util.tree_map(lambda m, i=i: m[:, i], metrics))
@@ -269,9 +287,12 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: StopSignals) -
             last_saved = step
             timer.restart(step)  # saving is not a training step
         if step % t.steps_per_eval == 0 or done:
-            _periodic_eval(p_state, dataset, model_config, config, writer, step,
-                           sample_rng, cpu)
+            scalars = _periodic_eval(p_state, dataset, model_config, config, writer, step,
+                                     sample_rng, cpu)
+            final_eval = scalars if done else None
             timer.restart(step)
+
+    # --- End: stopped by a signal, paused at stop_at_step, or finished once evaluated.
     if received is not None:
         if step in (start_step, last_saved):  # e.g. a signal during the setup
             say(f"Signal {received}: stopped at step {step}, nothing new to save.")
@@ -279,15 +300,19 @@ def _train(config: ml_collections.ConfigDict, workdir: str, stop: StopSignals) -
             _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu)
             ckpt.save(step, _unreplicate(p_state))
             say(f"Signal {received}: saved step {step} and stopped.")
+    elif step < t.num_steps_train:
+        say(f"Stopped at step {step} of {t.num_steps_train} (training.stop_at_step); run again "
+            "with a later stop_at_step, or 0, to continue.")
+    else:
+        if final_eval is None:  # saved at its last step by an earlier call, never evaluated
+            say(f"Evaluating step {step}, the last, before marking the run finished.")
+            final_eval = _periodic_eval(p_state, dataset, model_config, config, writer, step,
+                                        sample_rng, cpu)
+        finished.mark(workdir, step, final_eval)
     ckpt.close()
     writer.close()
     if received is not None:
         raise Stopped(received, step)
-    if step < t.num_steps_train:
-        say(f"Stopped at step {step} of {t.num_steps_train} (training.stop_at_step); run again "
-            "with a later stop_at_step, or 0, to continue.")
-    else:
-        _mark_finished(workdir, step)
     return _unreplicate(p_state)
 
 
@@ -341,9 +366,11 @@ def _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu):
     return []
 
 
-def _periodic_eval(p_state, dataset, model_config, config, writer, step, sample_rng, cpu):
+def _periodic_eval(p_state, dataset, model_config, config, writer, step, sample_rng,
+                   cpu) -> dict:
     """Learning-curve point on the EMA parameters: the test bound and its terms on fixed
-    images with fixed draws, the encoder's KL, active units and linear probe, sample grids."""
+    images with fixed draws, the encoder's KL, active units and linear probe, sample grids.
+    Returns the scalars written ({"eval/bpd": ...})."""
     t = config.training
     scalars = evaluate_during_training(p_state.ema_params, dataset, model_config, config,
                                        curves.fixed_eval_key(t.seed))
@@ -361,3 +388,4 @@ def _periodic_eval(p_state, dataset, model_config, config, writer, step, sample_
         writer.write_images(step, sample_figures({"params": ema}, dataset, model_config, config,
                                                  jax.random.fold_in(sample_rng, step)))
     writer.flush()
+    return scalars

@@ -7,6 +7,7 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
+from vdm_vae.runtime import atomic
 from vdm_vae.runtime.console import quiet_native_stderr
 from vdm_vae.runtime.images import save_png
 
@@ -24,6 +25,18 @@ def read_metrics(workdir: str) -> List[dict]:
             except json.JSONDecodeError:
                 continue
     return rows
+
+
+def drop_rows_after(workdir: str, step: int) -> int:
+    """Rewrites workdir/metrics.jsonl without its rows after `step` (written after the
+    checkpoint a run resumes from, they would be written again); returns how many it dropped."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    rows = read_metrics(workdir)
+    kept = [row for row in rows if row.get("step", 0) <= step]
+    if len(kept) == len(rows):
+        return 0
+    atomic.write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
+    return len(rows) - len(kept)
 
 
 class JsonlWriter:
