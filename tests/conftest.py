@@ -8,10 +8,15 @@ import jax
 import numpy as np
 import pytest
 
-from vdm_vae.model.config import EncoderConfig, LossConfig, ModelConfig
-from vdm_vae.model.vae import init_params
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository's top-level folders (benchmarks/, configs/) are not installed: import them, and
+# this checkout's vdm_vae, from here whatever the installed package points at.
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from vdm_vae.model.config import EncoderConfig, LossConfig, ModelConfig  # noqa: E402
+from vdm_vae.model.vae import init_params  # noqa: E402
+
 # The project's shell scripts run $PYTHON: the interpreter running the tests, so that they
 # work from a virtual environment that is not activated.
 os.environ["PYTHON"] = sys.executable
