@@ -30,11 +30,12 @@ class Interrupted(BaseException):
 class Interrupts(contextlib.AbstractContextManager):
     """Inside the block, SIGINT / SIGTERM raise `Interrupted`; after `hold()` they are only
     recorded in `received` (e.g. while a result is renamed into place), for the caller to stop
-    once it is whole."""
+    once it is whole. With raising=False they are only recorded from the start (a loop that
+    checks `received` and stops where it chooses)."""
 
-    def __init__(self):
+    def __init__(self, raising: bool = True):
         self.received: Optional[int] = None
-        self._raising = True
+        self._raising = raising
         self._old = {}
 
     def __enter__(self):

@@ -9,8 +9,6 @@ unfinished: running it again with a later S (or 0) continues it. A checkpoint pa
 steps is refused, unless `finish_at_checkpoint`.
 """
 
-import contextlib
-import signal
 import time
 from typing import Optional
 
@@ -23,6 +21,7 @@ import numpy as np
 from vdm_vae import data as data_lib
 from vdm_vae.cpu.platforms import local_train_devices, resolve_substeps
 from vdm_vae.model.config import ModelConfig, model_config_from_dict, model_config_to_dict
+from vdm_vae.runtime import signals
 from vdm_vae.runtime.console import say
 from vdm_vae.runtime.images import image_grid
 from vdm_vae.runtime.locks import hold_run
@@ -106,24 +105,14 @@ def check_data_size(dataset: data_lib.Dataset, t: ml_collections.ConfigDict):
                              "batch.")
 
 
-class StopSignals(contextlib.AbstractContextManager):
+class StopSignals(signals.Interrupts):
     """Turns SIGINT / SIGTERM into a flag the loop checks, so it can save and exit.
 
     With several processes the loop checks `agreed()`, so a signal to any process stops all.
     """
 
     def __init__(self):
-        self.received: Optional[int] = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        del frame
-        self.received = signum
+        super().__init__(raising=False)
 
     def agreed(self) -> Optional[int]:
         """The signal any process received (so that all stop and save the same step)."""
@@ -133,11 +122,6 @@ class StopSignals(contextlib.AbstractContextManager):
 
         signums = multihost_utils.process_allgather(np.int32(self.received or 0))
         return int(np.max(signums)) or None
-
-    def __exit__(self, *exc):
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-        return False
 
 
 def _unreplicate(tree):
