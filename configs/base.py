@@ -75,6 +75,9 @@ def base_config() -> ml_collections.ConfigDict:
         tensorboard=True,
         # The periodic evaluation's linear probe on mu(x): first images of each split (0 = off).
         curve_probe_train=2000, curve_probe_test=1000,
+        # Batches placed on the devices ahead of the step that takes them (0 = off), and
+        # checkpoints written while training goes on (the loop waits only for a host copy).
+        prefetch_batches=2, async_checkpoints=True,
     )
     config.optimizer = d(
         name="adamw", learning_rate=2e-4, lr_warmup_steps=100, lr_decay=False,

@@ -186,3 +186,31 @@ def test_a_full_disk_at_save_is_one_line_and_leaves_no_partial_step(tmp_path, mo
     assert sorted(os.listdir(ckpt.directory)) == ["1"]
     monkeypatch.undo()
     ckpt.close()
+
+
+def test_a_background_save_returns_before_the_files_and_its_failure_comes_at_the_wait(
+        tmp_path, monkeypatch):
+    workdir = str(tmp_path)
+    _save_steps(workdir, steps=(1,))
+    ckpt = Checkpointer(workdir)
+    ckpt.save(2, _state(2), wait=False)
+    ckpt.wait()
+    assert sorted(os.listdir(ckpt.directory)) == ["1", "2"]
+
+    reported = []
+
+    def fails_later():  # as Orbax's thread reports, once, a write that failed in the background
+        if reported:
+            return
+        reported.append(True)
+        partial = os.path.join(ckpt.directory, "3.orbax-checkpoint-tmp-99")
+        os.makedirs(os.path.join(partial, "default"), exist_ok=True)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), partial)
+
+    ckpt.save(3, _state(3), wait=False)
+    ckpt.manager.wait_until_finished()  # the real write ends; then it is made to have failed
+    monkeypatch.setattr(ckpt.manager, "wait_until_finished", fails_later)
+    with pytest.raises(SaveFailed, match=r"^could not save step 3 in .*No space left on device"
+                       r".*; the newest checkpoint is step 2\.$"):
+        ckpt.close()
+    assert "3.orbax-checkpoint-tmp-99" not in os.listdir(ckpt.directory)

@@ -250,6 +250,52 @@ def test_substeps_scan_equals_plain_steps(tmp_path):
     assert_trees_close(final_params(plain), final_params(scanned), rtol=1e-4, atol=1e-6)
 
 
+
+def test_training_reproduces_the_run_pinned_before_prefetching_and_background_saves(tmp_path):
+    # tests/fixtures/smoke_run was trained by the loop that fetched each batch in the step and
+    # waited for each checkpoint; trained again now, with both on by default, as it was made.
+    workdir = str(tmp_path / "run")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("XLA_FLAGS")
+    result = subprocess.run([sys.executable, "main.py", "--config=configs/mvdm_oe.py:smoke",
+                             f"--workdir={workdir}", "--config.training.tensorboard=False"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    pinned = final_params(os.path.join(ROOT, "tests", "fixtures", "smoke_run"))
+    assert_trees_close(final_params(workdir), pinned, rtol=0, atol=0)
+    saves = [row for row in metric_rows(workdir) if "checkpoint/seconds" in row]
+    assert [row["step"] for row in saves] == [1, 2]
+    (evaluation,) = [row for row in metric_rows(workdir) if "eval/bpd" in row]
+    parts = sum(evaluation[f"eval/seconds_{p}"] for p in ("bound", "probe", "figures"))
+    assert 0 < parts <= evaluation["eval/seconds"] * (1 + 1e-9)
+    assert re.search(r"eval step 2: .* \(\d+\.\d s: bound \d+\.\d, probe \d+\.\d, "
+                     r"figures \d+\.\d\)", result.stdout)
+
+
+TIMES = ("time", "train/steps_per_sec", "train/images_per_sec", "train/cpu_seconds",
+         "eval/cpu_seconds", "eval/seconds", "eval/seconds_bound", "eval/seconds_probe",
+         "eval/seconds_figures", "checkpoint/seconds")
+
+
+def test_prefetching_and_background_saves_change_no_number(tmp_path):
+    common = ["--config=configs/mvdm.py:smoke", "--config.training.num_steps_train=8",
+              "--config.training.substeps=2", "--config.training.steps_per_logging=4",
+              "--config.training.steps_per_save=2", "--config.training.steps_per_eval=4"]
+    runs = {"on": [], "off": ["--config.training.prefetch_batches=0",
+                              "--config.training.async_checkpoints=False"]}
+    rows, params = {}, {}
+    for name, flags in runs.items():
+        workdir = str(tmp_path / name)
+        result = run_main(common + flags + [f"--workdir={workdir}"])
+        assert result.returncode == 0, result.stderr
+        rows[name] = [{k: v for k, v in row.items() if k not in TIMES}
+                      for row in metric_rows(workdir)]
+        params[name] = final_params(workdir)
+    assert rows["on"] == rows["off"]
+    assert [row["step"] for row in rows["on"] if "train/bpd" in row] == [2, 4, 6, 8]
+    assert [row["step"] for row in rows["on"] if "eval/bpd" in row] == [4, 8]
+    assert_trees_close(params["on"], params["off"], rtol=0, atol=0)
+
 BAD_CONFIGS = [
     (["--config=configs/mvdm_oe.py:smoke", "--config.data.source=imagenet"], "data.source"),
     (["--config=configs/mvdm_oe.py:smoke", "--config.training.num_steps_train=-5"],

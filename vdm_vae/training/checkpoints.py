@@ -95,7 +95,8 @@ class SaveFailed(ValueError):
 
 
 class Checkpointer:
-    """Periodic, atomic (Orbax writes to a temporary folder, then renames) and keep-N.
+    """Periodic, atomic (Orbax writes to a temporary folder, then renames), keep-N, and
+    optionally in the background (`save(..., wait=False)`).
 
     With keep_period > 0, the steps that are multiples of it are kept as well as the newest
     max_to_keep, so that runs can be evaluated and compared at those steps later.
@@ -111,6 +112,7 @@ class Checkpointer:
                                                keep_period=keep_period or None)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self.restored_step: Optional[int] = None
+        self._pending: Optional[int] = None  # a step being written in the background
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
@@ -119,26 +121,54 @@ class Checkpointer:
         """Every saved step, ascending."""
         return sorted(self.manager.all_steps())
 
-    def save(self, step: int, state) -> bool:
-        """Saves a host copy of `state` (unreplicated) at `step`; waits until it is on disk.
+    def save(self, step: int, state, wait: bool = True):
+        """Saves a host copy of `state` (unreplicated) at `step`. With wait=False it returns once
+        the copy is made and the files are written in the background (Orbax's thread); the
+        next `save`, `wait` or `close` waits for them. Either way the step appears only whole
+        (written to a temporary folder, then renamed).
 
         Raises:
           SaveFailed: in one line (the cause and the newest step kept), once the step's
-            temporary folder is removed; whatever failed, in this thread or Orbax's.
+            temporary folder is removed; whatever failed, in this thread or Orbax's. A
+            background save that failed raises at the next `save`, `wait` or `close`.
         """
+        self.wait()
         _ignore_closed_loop_callbacks()  # a failed save's late writes print nothing
+        self._pending = step
         try:
-            saved = self.manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)),
-                                      force=True)
+            self.manager.save(step, args=ocp.args.StandardSave(jax.device_get(state)),
+                              force=True)
+        except Exception as error:  # noqa: BLE001 - any failure to write ends the run
+            self._failed(error)
+        if wait:
+            self.wait()
+
+    def wait(self):
+        """Waits for a background save; raises its failure as `SaveFailed` (see `save`)."""
+        if self._pending is None:
+            return
+        try:
             self.manager.wait_until_finished()
         except Exception as error:  # noqa: BLE001 - any failure to write ends the run
-            self._remove_partial(step)
-            kept = [s for s in _step_folders(self.directory) if s != step]
-            newest = (f"the newest checkpoint is step {max(kept)}" if kept
-                      else "no checkpoint was saved before it")
-            raise SaveFailed(f"could not save step {step} in {self.directory} "
-                             f"({_reason(error)}); {newest}.") from error
-        return saved
+            self._failed(error)
+        self._pending = None
+
+    def wait_quietly(self):
+        """`wait`, with a failure only warned about: for a run that is ending on another
+        error, which stays the one reported."""
+        try:
+            self.wait()
+        except SaveFailed as error:
+            warn(str(error))
+
+    def _failed(self, error: Exception):
+        step, self._pending = self._pending, None
+        self._remove_partial(step)
+        kept = [s for s in _step_folders(self.directory) if s != step]
+        newest = (f"the newest checkpoint is step {max(kept)}" if kept
+                  else "no checkpoint was saved before it")
+        raise SaveFailed(f"could not save step {step} in {self.directory} "
+                         f"({_reason(error)}); {newest}.") from error
 
     def _remove_partial(self, step: int):
         """Removes what a failed save of `step` left (Orbax's temporary folder), until it stays
@@ -227,8 +257,11 @@ class Checkpointer:
         return target
 
     def close(self):
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for a background save (its failure raises `SaveFailed`), then closes."""
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
 
 
 def _ignore_closed_loop_callbacks():

@@ -35,6 +35,7 @@ from vdm_vae.training.checkpoints import (
     load_run_config,
     save_run_config,
 )
+from vdm_vae.training.prefetch import prefetch_to_devices
 from vdm_vae.training.step import (
     TrainState,
     create_train_state,
@@ -68,8 +69,10 @@ def validate_training_config(config: ml_collections.ConfigDict):
              f"0 (off) or a multiple of training.steps_per_save={t.steps_per_save}")
     _require(0 <= t.stop_at_step <= t.num_steps_train, "training.stop_at_step", t.stop_at_step,
              f"0 (off) or a step <= training.num_steps_train={t.num_steps_train}")
-    _require(isinstance(t.tensorboard, bool), "training.tensorboard", t.tensorboard,
-             "True or False")
+    for name in ("tensorboard", "async_checkpoints"):
+        _require(isinstance(t[name], bool), f"training.{name}", t[name], "True or False")
+    _require(t.prefetch_batches >= 0, "training.prefetch_batches", t.prefetch_batches,
+             "an int >= 0 (0: off)")
     _require(0.0 <= t.beta_warmup_fraction <= 1.0, "training.beta_warmup_fraction",
              t.beta_warmup_fraction, "a float in [0, 1]")
     _require(o.learning_rate > 0, "optimizer.learning_rate", o.learning_rate, "a float > 0")
@@ -108,16 +111,22 @@ def check_data_size(dataset: data_lib.Dataset, t: ml_collections.ConfigDict):
 class StopSignals(signals.Interrupts):
     """Turns SIGINT / SIGTERM into a flag the loop checks, so it can save and exit.
 
-    With several processes the loop checks `agreed()`, so a signal to any process stops all.
+    With several processes the loop checks `agreed(step)`, so a signal to any process stops
+    all at the same step.
     """
 
-    def __init__(self):
+    def __init__(self, check_every: int = 1):
         super().__init__(raising=False)
+        self.check_every = check_every
 
-    def agreed(self) -> Optional[int]:
-        """The signal any process received (so that all stop and save the same step)."""
+    def agreed(self, step: int) -> Optional[int]:
+        """The signal any process received (so that all stop and save the same step). With
+        several processes they agree at the multiples of check_every only: each agreement
+        waits for every process, so the devices would idle if it came at every step."""
         if jax.process_count() == 1:
             return self.received
+        if step % self.check_every:
+            return None
         from jax.experimental import multihost_utils
 
         signums = multihost_utils.process_allgather(np.int32(self.received or 0))
@@ -190,7 +199,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       finish_at_checkpoint: a newest checkpoint past training.num_steps_train is evaluated and
         marked finished at its step (else such a run is refused with a ValueError).
     """
-    with StopSignals() as stop:
+    with StopSignals(config.training.steps_per_logging) as stop:
         validate_training_config(config)
         t = config.training
         devices = local_train_devices((t.batch_size_train, t.batch_size_eval),
@@ -246,35 +255,41 @@ def _train(config: ml_collections.ConfigDict, workdir: str, dataset: data_lib.Da
                                  model_config.loss.beta,
                                  int(t.beta_warmup_fraction * t.num_steps_train),
                                  config.optimizer.ema_warmup_power)
-    batches = data_lib.train_batches(
+    batches = prefetch_to_devices(data_lib.train_batches(
         dataset.train_images, batch_size=t.batch_size_train, num_local_devices=devices,
         substeps=substeps, seed=t.seed, start_step=step,
-        process_index=jax.process_index(), process_count=jax.process_count())
+        process_index=jax.process_index(), process_count=jax.process_count()),
+        devices, t.prefetch_batches)
     p_state, p_rng = replicate(state, devices), replicate(train_rng, devices)
-    history, timer = [], StepTimer()
+    history, timer = [], StepTimer()  # history: (first step, metrics [D, S]) of each call
     last_saved, start_step = ckpt.restored_step, step
     received, final_eval = None, None
-    while step < last_step and (received := stop.agreed()) is None:
-        p_state, metrics = train_step(p_state, next(batches), p_rng)
-        history += [(step + i + 1, jax.tree_util.tree_map(lambda m, i=i: m[:, i], metrics))
-                    for i in range(substeps)]
-        step += substeps
-        if not timer.running:  # the first step compiles: time from its end on
-            jax.block_until_ready(p_state)
-            timer.start(step)
-        done = step >= last_step
-        if step % t.steps_per_logging == 0 or done or step % t.steps_per_save == 0:
-            history = _flush_history(history, writer, step, t, timer, last_saved, ckpt,
-                                     cpu)
-        if step % t.steps_per_save == 0 or done:
-            ckpt.save(step, _unreplicate(p_state))
-            last_saved = step
-            timer.restart(step)  # saving is not a training step
-        if step % t.steps_per_eval == 0 or done:
-            scalars = _periodic_eval(p_state, dataset, model_config, config, writer, step,
-                                     sample_rng, cpu)
-            final_eval = scalars if done else None
-            timer.restart(step)
+    # Nothing in the loop waits for the devices between logging steps: the metrics stay on
+    # them until `_flush_history` fetches them all at once.
+    try:
+        while step < last_step and (received := stop.agreed(step)) is None:
+            p_state, metrics = train_step(p_state, next(batches), p_rng)
+            history.append((step + 1, metrics))
+            step += substeps
+            if not timer.running:  # the first step compiles: time from its end on
+                jax.block_until_ready(p_state)
+                timer.start(step)
+            done = step >= last_step
+            if step % t.steps_per_logging == 0 or done or step % t.steps_per_save == 0:
+                history = _flush_history(history, writer, step, t, timer, last_saved, ckpt,
+                                         cpu)
+            if step % t.steps_per_save == 0 or done:
+                _save(ckpt, writer, step, p_state, wait=not t.async_checkpoints)
+                last_saved = step
+                timer.restart(step)  # saving is not a training step
+            if step % t.steps_per_eval == 0 or done:
+                scalars = _periodic_eval(p_state, dataset, model_config, config, writer, step,
+                                         sample_rng, cpu)
+                final_eval = scalars if done else None
+                timer.restart(step)
+    except BaseException:  # a save in the background ends before the error ends the run
+        ckpt.wait_quietly()
+        raise
 
     # --- End: stopped by a signal, paused at stop_at_step, or finished once evaluated.
     if received is not None:
@@ -282,7 +297,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, dataset: data_lib.Da
             say(f"Signal {received}: stopped at step {step}, nothing new to save.")
         else:
             _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu)
-            ckpt.save(step, _unreplicate(p_state))
+            _save(ckpt, writer, step, p_state, wait=True)
             say(f"Signal {received}: saved step {step} and stopped.")
     elif step < t.num_steps_train:
         say(f"Stopped at step {step} of {t.num_steps_train} (training.stop_at_step); run again "
@@ -292,6 +307,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, dataset: data_lib.Da
             say(f"Evaluating step {step}, the last, before marking the run finished.")
             final_eval = _periodic_eval(p_state, dataset, model_config, config, writer, step,
                                         sample_rng, cpu)
+        ckpt.wait()  # the last checkpoint is on disk before the run is marked finished
         finished.mark(workdir, step, final_eval)
     ckpt.close()
     writer.close()
@@ -324,11 +340,25 @@ def _last_step(t) -> int:
     return t.stop_at_step or t.num_steps_train
 
 
+def _save(ckpt: Checkpointer, writer, step: int, p_state, wait: bool):
+    """Saves step's state; writes how long the loop waited for it (checkpoint/seconds)."""
+    start = time.perf_counter()
+    ckpt.save(step, _unreplicate(p_state), wait=wait)
+    writer.write_scalars(step, {"checkpoint/seconds": time.perf_counter() - start})
+
+
+def _per_step(history) -> list:
+    """[(step, metrics of that step [D])] from [(first step, metrics [D, S])] on the host."""
+    return [(first + i, {k: v[:, i] for k, v in metrics.items()})
+            for first, metrics in history
+            for i in range(next(iter(metrics.values())).shape[1])]
+
+
 def _flush_history(history, writer, step, t, timer, last_saved, ckpt, cpu):
     """Fetches the metrics since the last flush, stops on non-finite values, logs them."""
     if not history:
         return []
-    history = jax.device_get(history)
+    history = _per_step(jax.device_get(history))
     bad = _first_non_finite(history)
     if bad is not None:
         kept = (f"the last good checkpoint is step {last_saved} in {ckpt.directory}"
@@ -354,22 +384,35 @@ def _periodic_eval(p_state, dataset, model_config, config, writer, step, sample_
                    cpu) -> dict:
     """Learning-curve point on the EMA parameters: the test bound and its terms on fixed
     images with fixed draws, the encoder's KL, active units and linear probe, sample grids.
-    Returns the scalars written ({"eval/bpd": ...})."""
+    Its cost, bounded by the config (training.num_eval_batches, curve_probe_train /
+    curve_probe_test, eval_num_samples x eval_sample_steps), is written as eval/seconds and
+    its parts. Returns the scalars written ({"eval/bpd": ...})."""
     t = config.training
+    jax.block_until_ready(p_state.ema_params)  # the train steps queued before it are not its cost
+    clock = {"start": time.perf_counter()}
     scalars = evaluate_during_training(p_state.ema_params, dataset, model_config, config,
                                        curves.fixed_eval_key(t.seed))
+    clock["bound"] = time.perf_counter()
     ema = _unreplicate(p_state.ema_params)
     if curves.has_encoder_metrics(model_config, dataset) and t.curve_probe_train > 0:
         enc = curves.encoder_metrics({"params": ema}, dataset, model_config,
                                      t.curve_probe_train, t.curve_probe_test, t.batch_size_eval)
         scalars.update({f"eval/{k}": v for k, v in enc.items()})
-    scalars["eval/cpu_seconds"] = cpu.seconds()
-    writer.write_scalars(step, scalars)
-    shown = ("eval/bpd", "eval/kl_w_nats", "eval/active_units", "eval/probe_linear_acc")
-    say(f"eval step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in scalars.items()
-                                          if k in shown))
+    clock["probe"] = time.perf_counter()
     if jax.process_index() == 0:
         writer.write_images(step, sample_figures({"params": ema}, dataset, model_config, config,
                                                  jax.random.fold_in(sample_rng, step)))
+    clock["figures"] = time.perf_counter()
+    scalars["eval/cpu_seconds"] = cpu.seconds()
+    scalars["eval/seconds"] = clock["figures"] - clock["start"]
+    for part, before in (("bound", "start"), ("probe", "bound"), ("figures", "probe")):
+        scalars[f"eval/seconds_{part}"] = clock[part] - clock[before]
+    writer.write_scalars(step, scalars)
+    shown = ("eval/bpd", "eval/kl_w_nats", "eval/active_units", "eval/probe_linear_acc")
+    say(f"eval step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in scalars.items()
+                                          if k in shown)
+        + f"  ({scalars['eval/seconds']:.1f} s: bound {scalars['eval/seconds_bound']:.1f}, "
+        f"probe {scalars['eval/seconds_probe']:.1f}, figures "
+        f"{scalars['eval/seconds_figures']:.1f})")
     writer.flush()
     return scalars
