@@ -116,6 +116,20 @@ def test_fit_prior_without_a_run_fails_in_one_line(tmp_path, make_workdir):
     assert line.startswith("error: ") and str(workdir) in line, line
 
 
+
+def test_fit_prior_with_another_config_is_refused_naming_what_differs(trained):
+    workdir, args = trained
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", "vdm_vae.evaluation.fit_prior", args[0],
+                             f"--workdir={workdir}", "--config.training.seed=3",
+                             "--config.training.prefetch_batches=0"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: the config or data given differ from the run's "
+                           f"{workdir}/config.json: training.seed (run 1, given 3).")
+    assert "prefetch_batches" not in line  # how a run is driven may differ
+
 def test_fit_prior_command_reports_the_bound_under_it(trained):
     workdir, args = trained
     env = dict(os.environ, PYTHONPATH=ROOT)

@@ -21,7 +21,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from vdm_vae import data as data_lib
-from vdm_vae.evaluation import fitted_prior, per_image
+from vdm_vae.evaluation import fitted_prior, per_image, run_check
 from vdm_vae.evaluation.evaluate import generate, posterior
 from vdm_vae.metrics import intervals
 from vdm_vae.model.diffusion import bits_per_dim_factor
@@ -40,6 +40,9 @@ def define_flags():
     flags.DEFINE_integer("hidden", 512, "Width of the prior's MLP.")
     flags.DEFINE_integer("num_test_images", -1, "Test images for the KL bound (-1: all).")
     flags.DEFINE_integer("draws", 16, "Draws of (w, t, eps) per test image for the KL bound.")
+    flags.DEFINE_bool("allow_config_change", False, "Fit even if the config or the data differ "
+                      "from the run's config.json (the differences are recorded in "
+                      "eval/w_prior.json).")
     flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -90,28 +93,33 @@ def main(argv):
         if value < 1:
             cli.fail(f"--{name}={value} is invalid: expected a positive int.")
     cli.run_or_exit(lambda: fit_and_report(fl.config, fl.workdir, fl.steps, fl.batch, fl.hidden,
-                                           fl.num_test_images, fl.draws))
+                                           fl.num_test_images, fl.draws,
+                                           fl.allow_config_change))
 
 
 def fit_and_report(config, workdir: str, steps: int, batch_w: int, hidden: int,
-                   num_test: int, draws: int):
+                   num_test: int, draws: int, allow_config_change: bool = False):
     """Fits the prior of the run in `workdir`; writes and prints the report.
 
     steps, batch_w, hidden: the prior's optimiser steps, batch of w and MLP width;
-    num_test (-1: all) test images with `draws` draws each for the KL bound.
+    num_test (-1: all) test images with `draws` draws each for the KL bound. A config or data
+    that differ from the run's config.json are refused (ValueError naming them) unless
+    allow_config_change, as for `main.py --mode=eval`.
     """
     with hold_workdir(workdir, "fit_prior"):
-        _fit_and_report(config, workdir, steps, batch_w, hidden, num_test, draws)
+        _fit_and_report(config, workdir, steps, batch_w, hidden, num_test, draws,
+                        allow_config_change)
 
 
 def _fit_and_report(config, workdir: str, steps: int, batch_w: int, hidden: int,
-                    num_test: int, draws: int):
+                    num_test: int, draws: int, allow_config_change: bool):
     params, model_config, step = load_with_step(workdir)
     if not model_config.conditional:
         raise ValueError(f"the run in {workdir} has no encoder (config.model.encoder.kind="
                          "'none'): there is no w to put a prior on.")
     params = {"params": params}
     dataset = data_lib.load_dataset(config.data)
+    changes = run_check.check(workdir, config, dataset, allow_config_change)
     batch = int(config.training.batch_size_eval)
     mean, logvar = posterior(params, dataset.train_images, model_config, batch, "encode train")
     prior_config = fitted_prior.PriorConfig(w_dim=model_config.w_dim, hidden=hidden)
@@ -122,6 +130,8 @@ def _fit_and_report(config, workdir: str, steps: int, batch_w: int, hidden: int,
     report, kl_bpd = prior_report(params, prior_params, prior_config, model_config, test_images,
                                   batch, jax.random.fold_in(rng, 1), draws)
     report.update(step=step, steps=steps, loss_history_nats=history)
+    if changes:
+        report["config_changes"] = changes
     out_dir = os.path.join(workdir, "eval")
     metrics_path = os.path.join(out_dir, "metrics.json")
     if os.path.exists(metrics_path):

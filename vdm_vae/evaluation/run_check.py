@@ -22,7 +22,8 @@ FREE_FIELDS = ("training.tensorboard", "training.stop_at_step", "training.steps_
                "training.checkpoints_to_keep", "training.checkpoints_keep_period",
                "training.batch_size_eval", "training.num_eval_batches",
                "training.eval_num_samples", "training.eval_sample_steps",
-               "training.curve_probe_train", "training.curve_probe_test")
+               "training.curve_probe_train", "training.curve_probe_test",
+               "training.prefetch_batches", "training.async_checkpoints")
 
 
 def _flat(tree: dict) -> dict:
