@@ -17,7 +17,8 @@ sign test), which assumes only that the pairs' ratios are independent draws arou
 The workers use the settings of the programs they stand for: vdm_vae's the CPU settings of
 vdm_vae/cpu/env.py (as `python benchmarks/bench.py` and `main.py` do), the study's a plain
 process. `--smoke` runs vdm_vae's smoke-sized step on both sides (no checkout needed): a check
-of the protocol, whose speedup should be near 1.
+of the protocol, whose speedup should be near 1. benchmarks/turns.py (the GPU check's speed
+phase) runs these same workers, many at once.
 """
 
 import argparse

@@ -1,7 +1,7 @@
 """Times the study's PyTorch train step and reverse step on this machine, to set beside ours.
 
     git clone https://github.com/diegogcerdas/VAE-VDM /tmp/VAE-VDM
-    pip install torch==2.13.0 diffusers && pip install --no-deps ema-pytorch
+    pip install torch==2.13.0 diffusers==0.42.1 && pip install --no-deps ema-pytorch==0.1.4
     python benchmarks/time_study_code.py --study /tmp/VAE-VDM --size svdm --encoder none
 
 One step is timed as the study's training loop runs it (zero_grad, forward, backward,
