@@ -200,3 +200,51 @@ def test_projections_of_the_svdm_oe_run_and_of_the_grid():
     report["turns"]["study_eval"] = {}
     missing = projections.svdm_oe_run(report)[-1]
     assert missing["seconds"] is None and "reverse step" in missing["missing"]
+
+
+def test_the_gpu_plan_has_every_pair_and_substeps_row_with_svdm_oe_first():
+    turns = load_experiment("turns", "benchmarks")
+    pairs, extras = turns.plan(quick=False, with_study=True)
+    assert [(o.size, o.encoder, o.batch, s.program) for o, s in pairs][0] == (
+        "svdm", "oe", 64, "study")
+    assert len(pairs) == 6 and len({(o.size, o.encoder) for o, _ in pairs}) == 6
+    assert [(e.batch, e.substeps) for e in extras] == [(64, 4), (64, 16), (256, 1), (256, 4),
+                                                       (256, 16)]
+    assert all(s is None for _, s in turns.plan(quick=False, with_study=False)[0])
+
+
+class _FakeWorker:
+    """Answers its n-th block with seconds[n] for every call asked, and records the asks."""
+
+    def __init__(self, spec, seconds, asked):
+        self.spec, self.status, self.seconds, self.asked = spec, "ready", seconds, asked
+        self.blocks = 0
+
+    def ask(self, line, timeout):
+        self.asked.append((self.spec.program, self.spec.substeps, line))
+        self.blocks += 1
+        return {"seconds": [self.seconds[self.blocks - 1]] * int(line)}
+
+
+def test_turns_alternate_the_pair_and_summarise_ratios_and_gains_per_round():
+    turns = load_experiment("turns", "benchmarks")
+    ours, study = (turns.Spec(p, "svdm", "oe", 64) for p in ("vdm_vae", "study"))
+    extra = turns.Spec("vdm_vae", "svdm", "oe", 256, 4)
+    asked = []
+    # per call: ours 20 then 10 ms; the study 40 then 30 ms; 4 steps of batch 256: 200, 160 ms
+    seconds = {ours: [0.02, 0.01], study: [0.04, 0.03], extra: [0.2, 0.16]}
+    workers = {s: _FakeWorker(s, seconds[s], asked) for s in seconds}
+    blocks = turns.take_turns([(ours, study)], [extra], workers, rounds=2, steps=8,
+                              deadline=float("inf"))
+    assert asked == [("vdm_vae", 1, "8"), ("study", 1, "8"), ("vdm_vae", 4, "2"),
+                     ("study", 1, "8"), ("vdm_vae", 1, "8"), ("vdm_vae", 4, "2")]
+    rows = turns.summarise([(ours, study)], [extra], workers, blocks)
+    pair, = rows["pairs"]
+    assert pair["study_step_s"] == pytest.approx(0.035)
+    assert pair["ratio_median"] == pytest.approx(2.5)  # rounds: 2.0 and 3.0
+    assert pair["ratio_lo"] is None and pair["rounds"] == 2  # fewer than 6 rounds
+    reference, scan = rows["substeps"]
+    assert reference["gain_median"] == 1.0
+    assert scan["step_s"] == pytest.approx(0.045)  # per optimiser step: 50 and 40 ms
+    # images/s over the reference's: (256 / 0.05) / (64 / 0.02) = 1.6, then 1.0
+    assert scan["gain_median"] == pytest.approx(1.3)
