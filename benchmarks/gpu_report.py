@@ -85,6 +85,13 @@ def turns_section(report: dict) -> List[str]:
     return lines
 
 
+def _logged(timings: List[dict]) -> List[str]:
+    """"key: step N X s, ..." for each key of [{"step", key: seconds}]."""
+    keys = sorted({k for t in timings for k in t if k != "step"})
+    return [f"{k}: " + ", ".join(f"step {t['step']} {t[k]:.2f} s" for t in timings if k in t)
+            for k in keys]
+
+
 def train_section(report: dict, run: str, title: str) -> List[str]:
     t = report[run]
     lines = ["", f"## main.py, SVDM + OE: {title}", ""]
@@ -93,8 +100,7 @@ def train_section(report: dict, run: str, title: str) -> List[str]:
     pauses = ", ".join(f"step {p['step']}: {p['seconds']:.1f} s"
                        + (" (checkpoint + evaluation)" if p["evaluated"] else " (checkpoint)")
                        for p in t.get("pauses", [])) or "none measured"
-    logged = "; ".join(f"{name}: {t[name]}" for name in ("eval_seconds", "checkpoint_seconds")
-                       if t.get(name))
+    logged = "; ".join(_logged(t.get("eval_seconds", []) + t.get("checkpoint_seconds", [])))
     lines += [f"`python {t['command']}` (data: {t['data']})", "",
               f"{t['steps']} steps in {t['wall_s']:.0f} s wall (start-up and compile included; "
               f"stopped by {t['stopped'] or 'its own exit'}, exit status {t['returncode']}); "

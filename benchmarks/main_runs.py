@@ -70,8 +70,9 @@ def _timings(rows: List[dict], match) -> List[dict]:
 def summary(metrics_path: str, cadence: int = EVERY) -> dict:
     """Steps done, steps/s (each logging window's, their median after the first, and over all
     windows after the first, which holds the compile: pauses included), the pauses at each
-    multiple of `cadence`, logged evaluation and checkpoint seconds where the loop logs them,
-    and the last train and eval bound, from metrics.jsonl."""
+    multiple of `cadence`, the evaluation's and checkpoint's seconds where the loop logs them
+    (eval/seconds and its parts, checkpoint/seconds: how long the loop waited for a save), and
+    the last train and eval bound, from metrics.jsonl."""
     if not os.path.exists(metrics_path):
         return {"steps": 0}
     with open(metrics_path) as f:
@@ -82,7 +83,7 @@ def summary(metrics_path: str, cadence: int = EVERY) -> dict:
     out = {"steps": max((r["step"] for r in train_rows), default=0), "evals": len(evals),
            "steps_per_s_windows": [round(w, 3) for w in windows],
            "pauses": pauses(train_rows, {r["step"] for r in evals}, cadence),
-           "eval_seconds": _timings(rows, lambda k: k == "eval/seconds"),
+           "eval_seconds": _timings(rows, lambda k: k.startswith("eval/seconds")),
            "checkpoint_seconds": _timings(rows, lambda k: k.endswith("seconds") and (
                "checkpoint" in k or "save" in k))}
     if len(train_rows) >= 2:

@@ -150,9 +150,10 @@ def test_training_summary_leaves_the_first_window_out_and_measures_pauses(tmp_pa
     main_runs = load_experiment("main_runs", "benchmarks")
     rows = [{"step": 100, "time": 50.0, "train/steps_per_sec": 2.0, "train/bpd": 3.0},
             {"step": 200, "time": 60.0, "train/steps_per_sec": 10.0, "train/bpd": 2.0},
-            {"step": 200, "time": 65.0, "eval/bpd": 2.5, "eval/seconds": 7.0},
-            {"step": 300, "time": 80.0, "train/steps_per_sec": 10.0, "train/bpd": 1.5,
-             "train/checkpoint_seconds": 0.5, "train/cpu_seconds": 9.0}]
+            {"step": 200, "time": 61.0, "checkpoint/seconds": 0.5},
+            {"step": 200, "time": 65.0, "eval/bpd": 2.5, "eval/seconds": 7.0,
+             "eval/seconds_bound": 1.0, "eval/cpu_seconds": 9.0},
+            {"step": 300, "time": 80.0, "train/steps_per_sec": 10.0, "train/bpd": 1.5}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     summary = main_runs.summary(str(tmp_path / "metrics.jsonl"), cadence=200)
     assert summary["steps"] == 300 and summary["evals"] == 1
@@ -161,8 +162,9 @@ def test_training_summary_leaves_the_first_window_out_and_measures_pauses(tmp_pa
     # 20 s from the row of step 200 to that of 300, whose 100 steps took 10 s at 10 steps/s
     assert summary["pauses"] == [{"step": 200, "seconds": pytest.approx(10.0),
                                   "evaluated": True}]
-    assert summary["eval_seconds"] == [{"step": 200, "eval/seconds": 7.0}]
-    assert summary["checkpoint_seconds"] == [{"step": 300, "train/checkpoint_seconds": 0.5}]
+    assert summary["eval_seconds"] == [{"step": 200, "eval/seconds": 7.0},
+                                       {"step": 200, "eval/seconds_bound": 1.0}]
+    assert summary["checkpoint_seconds"] == [{"step": 200, "checkpoint/seconds": 0.5}]
     assert (summary["last_train_bpd"], summary["last_eval_bpd"]) == (1.5, 2.5)
     assert main_runs.summary(str(tmp_path / "missing.jsonl")) == {"steps": 0}
 
