@@ -17,7 +17,8 @@ sign test), which assumes only that the pairs' ratios are independent draws arou
 The workers use the settings of the programs they stand for: vdm_vae's the CPU settings of
 vdm_vae/cpu/env.py (as `python benchmarks/bench.py` and `main.py` do), the study's a plain
 process. `--smoke` runs vdm_vae's smoke-sized step on both sides (no checkout needed): a check
-of the protocol, whose speedup should be near 1.
+of the protocol, whose speedup should be near 1. benchmarks/turns.py (the GPU check's speed
+phase) runs these same workers, many at once.
 """
 
 import argparse
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import time
 import types
+from typing import List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = "mvdm:none,mvdm:oe,tvdm:none,tvdm:oe,svdm:none,svdm:oe"
@@ -95,15 +97,16 @@ def verdict(row: dict, target: float = TARGET) -> str:
 
 # ---- workers ----------------------------------------------------------------------------
 
-def _vdm_vae_step(size: str, encoder: str, batch: int, smoke: bool):
-    """One call runs vdm_vae's real train step (benchmarks.bench's) and waits for its result."""
+def _vdm_vae_step(size: str, encoder: str, batch: int, smoke: bool, substeps: int = 1):
+    """One call runs vdm_vae's real train step (benchmarks.bench's: `substeps` optimiser steps
+    in a lax.scan) and waits for its result."""
     import jax
 
     from benchmarks import bench
 
     model_config, config = bench._configs(size, encoder, "float32",
                                           types.SimpleNamespace(smoke=smoke, batch=batch))
-    step, state, images, rng = bench._train_inputs(model_config, config, substeps=1)
+    step, state, images, rng = bench._train_inputs(model_config, config, substeps)
     compiled = step.lower(state, images, rng).compile()
     holder = {"state": state}
 
@@ -114,42 +117,80 @@ def _vdm_vae_step(size: str, encoder: str, batch: int, smoke: bool):
     return train_step
 
 
-def worker(program: str, size: str, encoder: str, batch: int, study: str, smoke: bool):
-    """Builds the program's step, runs 2 warm-up steps, prints {"ready": ...}, then for each
-    line N on stdin runs N steps and prints {"seconds": [...]}, until stdin closes."""
+def _timed(fn, calls: int) -> list:
+    seconds = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def worker(program: str, size: str, encoder: str, batch: int, study: str, smoke: bool,
+           substeps: int = 1):
+    """Builds the program's step, runs 2 warm-up calls, prints {"ready": ...}, then for each
+    line on stdin, until stdin closes: "N" runs N calls and prints {"seconds": [...]};
+    "eval N" (the study only) prints {"reverse_seconds", "forward_seconds"} of N reverse steps
+    and N evaluation forward passes (time_study_code.study_eval_calls).
+
+    `smoke`: vdm_vae's smoke-sized step, or the study's tiny widths on 8x8 images."""
+    ready, evals = {"ready": program}, None
     if program == "study":
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import time_study_code
+        import torch
 
-        train_step = time_study_code.study_train_step(study, size, encoder, batch)[0]
+        train_step, ema_model, cfg = time_study_code.study_train_step(study, size, encoder,
+                                                                      batch, smoke)
+        evals = time_study_code.study_eval_calls(ema_model, cfg, batch)
+        ready.update(device=str(ema_model.device), torch=torch.__version__)
     else:
-        train_step = _vdm_vae_step(size, encoder, batch, smoke)
+        train_step = _vdm_vae_step(size, encoder, batch, smoke, substeps)
     for _ in range(2):
         train_step()
-    print(json.dumps({"ready": program}), flush=True)
+    print(json.dumps(ready), flush=True)
     for line in sys.stdin:
-        seconds = []
-        for _ in range(int(line)):
-            start = time.perf_counter()
-            train_step()
-            seconds.append(time.perf_counter() - start)
-        print(json.dumps({"seconds": seconds}), flush=True)
+        words = line.split()
+        if words[0] == "eval" and evals is None:
+            reply = {"error": "eval: only the study's worker times its evaluation"}
+        elif words[0] == "eval":
+            reverse_step, eval_forward = evals
+            reverse_step(), eval_forward()
+            reply = {"reverse_seconds": _timed(reverse_step, int(words[1])),
+                     "forward_seconds": _timed(eval_forward, int(words[1]))}
+        else:
+            reply = {"seconds": _timed(train_step, int(words[0]))}
+        print(json.dumps(reply), flush=True)
+
+
+def worker_argv(program: str, size: str, encoder: str, batch: int, study: Optional[str],
+                smoke: bool, substeps: int = 1) -> List[str]:
+    """The command line of one worker (see `worker`)."""
+    return ([sys.executable, os.path.abspath(__file__), "--worker", program, "--size", size,
+             "--encoder", encoder, "--batch", str(batch), "--substeps", str(substeps)]
+            + (["--study", study] if study else []) + (["--smoke"] if smoke else []))
+
+
+def worker_env(program: str, base: Optional[dict] = None) -> dict:
+    """The environment of a worker: vdm_vae's with the CPU settings of vdm_vae/cpu/env.py (as
+    `python benchmarks/bench.py` and `main.py` use) where it computes on the CPU, the study's
+    as given; both with this checkout on PYTHONPATH."""
+    from vdm_vae.cpu import env as cpu_env
+
+    env = dict(os.environ if base is None else base)
+    if program == "vdm_vae" and cpu_env.computes_on_cpu(env):
+        env = cpu_env.with_cpu_settings(env)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 
 def _start_worker(program: str, args, size: str, encoder: str) -> subprocess.Popen:
-    from vdm_vae.cpu import env as cpu_env
-
-    env = dict(os.environ)
     study_side = program == "study" and not args.smoke
-    if not study_side and cpu_env.computes_on_cpu(env):
-        env = cpu_env.with_cpu_settings(env)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker",
-           "study" if study_side else "vdm_vae", "--size", size, "--encoder", encoder,
-           "--batch", str(args.batch)] + (["--study", args.study] if study_side else []) + (
-           ["--smoke"] if args.smoke else [])
-    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, text=True, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
+    program = "study" if study_side else "vdm_vae"
+    argv = worker_argv(program, size, encoder, args.batch, args.study if study_side else None,
+                       args.smoke)
+    return subprocess.Popen(argv, cwd=ROOT, env=worker_env(program), text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
 def _reply(proc: subprocess.Popen, program: str) -> dict:
@@ -217,9 +258,11 @@ def main(argv=None):
     p.add_argument("--worker", choices=("study", "vdm_vae"), help=argparse.SUPPRESS)
     p.add_argument("--size", help=argparse.SUPPRESS)
     p.add_argument("--encoder", help=argparse.SUPPRESS)
+    p.add_argument("--substeps", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.size, args.encoder, args.batch, args.study, args.smoke)
+        worker(args.worker, args.size, args.encoder, args.batch, args.study, args.smoke,
+               args.substeps)
         return
     if args.pairs < 6:
         p.error(f"--pairs {args.pairs}: at least 6 are needed for a 95% interval of the median")
