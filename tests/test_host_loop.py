@@ -12,8 +12,8 @@ def test_the_loop_runs_idle_steps_and_finds_each_save_and_evaluation(tmp_path):
                     "--steps-per-eval=6", "--steps-per-logging=2", "--substeps=2",
                     "--step-rates=10,100", "--out", str(out)])
     result = json.loads(out.read_text())
-    # Saves at 4 and 8 (12 is the last step: no call after it shows its cost), the
-    # evaluation at 6; the idle step advances the state's step as the real one does.
+    # Saves at 4 and 8 and the evaluation at 6 (12 is the last step: no call after it shows
+    # its cost); the idle step advances the state's step as the real one does.
     assert [step for step, _ in result["saves"]] == [4, 8]
     assert [step for step, _ in result["evals"]] == [6]
     assert result["evals"][0][1] > 0  # an evaluation that compiles takes longer than a step
